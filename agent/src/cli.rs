@@ -1,0 +1,93 @@
+//! The command lines of `swarmd` and `swarmctl`, defined once here so that the binaries,
+//! the man pages and the shell completions all come from the same table.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Where `swarmctl` finds the agent's admin socket unless told otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/swarmguard/agent.sock";
+
+/// Swarmguard agent: detects attacks in packets and logs, gossips signed threat signals
+/// with the swarm, and blocks attackers with nftables.
+#[derive(Debug, Parser)]
+#[command(name = "swarmd", version, propagate_version = true)]
+pub struct SwarmdCli {
+    #[command(subcommand)]
+    pub command: SwarmdCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SwarmdCommand {
+    /// Run the agent in the foreground.
+    Run(RunArgs),
+    /// Validate a configuration file without starting.
+    CheckConfig(CheckConfigArgs),
+    /// Run the packet rules over a capture file and write eve.json alerts.
+    Replay,
+    /// Remove the agent's nftables table.
+    Cleanup,
+    /// Start identityd and an agent on loopback with temporary state, to see them work.
+    Demo,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Configuration file [default: /etc/swarmguard/agent.toml when it exists,
+    /// built-in defaults otherwise].
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// State directory (key, credential, database); overrides `agent.state_dir`.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Prometheus metrics address; overrides `api.metrics_listen`.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Swarm gossip UDP address; overrides `gossip.listen`.
+    #[arg(long, value_name = "ADDR")]
+    pub gossip_listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CheckConfigArgs {
+    /// The file to check.
+    pub file: PathBuf,
+    /// Treat warnings (such as rule folders that do not exist yet) as errors.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+/// Swarmguard's admin tool: inspect and steer the local agent.
+#[derive(Debug, Parser)]
+#[command(name = "swarmctl", version, propagate_version = true)]
+pub struct SwarmctlCli {
+    /// The agent's admin socket.
+    #[arg(long, global = true, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    /// Print JSON for scripts instead of tables for people.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: SwarmctlCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SwarmctlCommand {
+    /// The agent's state at a glance.
+    Status,
+    /// Members of the swarm as this agent sees them.
+    Peers,
+    /// Recent alerts.
+    Alerts,
+    /// List, add or delete decisions.
+    Decisions,
+    /// Test or reload packet rules.
+    Rules,
+    /// Test log scenarios against a log file.
+    Scenarios,
+    /// A summary of the agent's metrics.
+    Metrics,
+    /// Request a membership credential from identityd.
+    Credential,
+}

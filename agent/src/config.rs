@@ -1,0 +1,232 @@
+//! `agent.toml`: the raw file as serde reads it, then the validated [`Config`] that the
+//! agent runs with. Every key has a default that works on one host, so the agent also
+//! starts with no file at all.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use swarmguard_identity::daemon::{self, ConfigError, ConfigWarning, LogConfig, RawLog, Source};
+
+/// Where the packages install the file.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/swarmguard/agent.toml";
+/// Key, membership credential and database.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/swarmguard/agent";
+/// Prometheus metrics, loopback only.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9480";
+/// The swarm's gossip (QUIC over UDP).
+pub const DEFAULT_GOSSIP_LISTEN: &str = "0.0.0.0:7300";
+/// Installed Suricata-format packet rules (`*.rules`).
+pub const DEFAULT_RULES_DIR: &str = "/etc/swarmguard/rules.d";
+/// Installed log scenarios (`*.toml`).
+pub const DEFAULT_SCENARIOS_DIR: &str = "/etc/swarmguard/scenarios.d";
+
+/// The validated configuration of `swarmd`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Key, membership credential and database.
+    pub state_dir: PathBuf,
+    pub log: LogConfig,
+    /// Where Prometheus scrapes `/metrics`.
+    pub metrics_listen: SocketAddr,
+    /// The UDP address the swarm's QUIC endpoint binds.
+    pub gossip_listen: SocketAddr,
+    /// Packet rule files, or folders whose `*.rules` files are read.
+    pub rule_paths: Vec<PathBuf>,
+    /// Log scenario files, or folders whose `*.toml` files are read.
+    pub scenario_paths: Vec<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::from_raw(RawConfig::default(), &Source::defaults())
+            .expect("the embedded defaults are valid")
+    }
+}
+
+impl Config {
+    /// Reads `path` (or the installed file, or the defaults) and validates it.
+    pub fn load(path: Option<&Path>) -> Result<(Config, Source), ConfigError> {
+        let (raw, source) = daemon::read_raw::<RawConfig>(path, Path::new(DEFAULT_CONFIG_PATH))?;
+        Ok((Config::from_raw(raw, &source)?, source))
+    }
+
+    /// Validates TOML text, as `check-config` and the tests do.
+    pub fn from_toml(source: &Source, text: &str) -> Result<Config, ConfigError> {
+        Config::from_raw(daemon::parse_raw(source, text)?, source)
+    }
+
+    fn from_raw(raw: RawConfig, source: &Source) -> Result<Config, ConfigError> {
+        let addr =
+            |key: &str, value: Option<String>, default: &str| -> Result<SocketAddr, ConfigError> {
+                let text = value.unwrap_or_else(|| default.to_owned());
+                text.parse().map_err(|_| {
+                    source.key_error(key, format!("invalid socket address \"{text}\""))
+                })
+            };
+        Ok(Config {
+            state_dir: raw
+                .agent
+                .state_dir
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
+            log: raw.log.validate(source)?,
+            metrics_listen: addr(
+                "api.metrics_listen",
+                raw.api.metrics_listen,
+                DEFAULT_METRICS_LISTEN,
+            )?,
+            gossip_listen: addr("gossip.listen", raw.gossip.listen, DEFAULT_GOSSIP_LISTEN)?,
+            rule_paths: raw
+                .rules
+                .paths
+                .unwrap_or_else(|| vec![PathBuf::from(DEFAULT_RULES_DIR)]),
+            scenario_paths: raw
+                .rules
+                .scenarios
+                .unwrap_or_else(|| vec![PathBuf::from(DEFAULT_SCENARIOS_DIR)]),
+        })
+    }
+
+    /// What will not work yet although the file is valid: referenced files and folders
+    /// that do not exist.
+    pub fn warnings(&self, source: &Source) -> Vec<ConfigWarning> {
+        let missing = |key: &str, paths: &[PathBuf]| {
+            paths
+                .iter()
+                .filter(|path| !path.exists())
+                .map(|path| source.warning(key, format!("\"{}\" does not exist", path.display())))
+                .collect::<Vec<_>>()
+        };
+        let mut warnings = missing("rules.paths", &self.rule_paths);
+        warnings.extend(missing("rules.scenarios", &self.scenario_paths));
+        warnings
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    agent: RawAgent,
+    #[serde(default)]
+    log: RawLog,
+    #[serde(default)]
+    api: RawApi,
+    #[serde(default)]
+    gossip: RawGossip,
+    #[serde(default)]
+    rules: RawRules,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAgent {
+    state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApi {
+    metrics_listen: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGossip {
+    listen: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRules {
+    paths: Option<Vec<PathBuf>>,
+    scenarios: Option<Vec<PathBuf>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source() -> Source {
+        Source::file(Path::new("agent.toml"))
+    }
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(&source(), text)
+    }
+
+    #[test]
+    fn empty_file_gives_the_documented_defaults() {
+        let config = load("").unwrap();
+        assert_eq!(config.gossip_listen, "0.0.0.0:7300".parse().unwrap());
+        assert_eq!(config.metrics_listen, "127.0.0.1:9480".parse().unwrap());
+        assert_eq!(config.state_dir, Path::new("/var/lib/swarmguard/agent"));
+        assert_eq!(
+            config.rule_paths,
+            [PathBuf::from("/etc/swarmguard/rules.d")]
+        );
+        assert_eq!(
+            config.scenario_paths,
+            [PathBuf::from("/etc/swarmguard/scenarios.d")]
+        );
+    }
+
+    #[test]
+    fn shipped_file_is_valid_and_matches_the_defaults() {
+        let shipped = load(include_str!("../../packaging/agent.toml")).unwrap();
+        let defaults = Config::default();
+        assert_eq!(shipped.gossip_listen, defaults.gossip_listen);
+        assert_eq!(shipped.metrics_listen, defaults.metrics_listen);
+        assert_eq!(shipped.state_dir, defaults.state_dir);
+        assert_eq!(shipped.rule_paths, defaults.rule_paths);
+        assert_eq!(shipped.scenario_paths, defaults.scenario_paths);
+        assert_eq!(shipped.log.level, defaults.log.level);
+    }
+
+    #[test]
+    fn bad_gossip_address_is_reported_as_in_the_docs() {
+        let err = load("[gossip]\nlisten = \"1.2.3\"\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "agent.toml: gossip.listen: invalid socket address \"1.2.3\""
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = load("[gossip]\nlisten = \"0.0.0.0:7300\"\nfanuot = 3\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("agent.toml: gossip.fanuot: unknown field"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let err = load("[rules]\npaths = \"/etc/rules\"\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("agent.toml: rules.paths: invalid type"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn missing_rule_folders_are_warnings_not_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let present = dir.path().join("rules.d");
+        std::fs::create_dir(&present).unwrap();
+        let text = format!(
+            "[rules]\npaths = [{:?}, {:?}]\nscenarios = [{:?}]\n",
+            present,
+            dir.path().join("absent.rules"),
+            present
+        );
+        let config = load(&text).unwrap();
+        let warnings = config.warnings(&source());
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(warnings[0].key, "rules.paths");
+        assert!(warnings[0].message.contains("absent.rules"));
+    }
+}

@@ -1,0 +1,53 @@
+//! The running agent: [`run`] takes the validated configuration, the sockets `main` has
+//! already bound, and a shutdown future, and drives every stage until shutdown. Tests call
+//! it directly with sockets bound to `127.0.0.1:0`.
+
+use std::future::Future;
+
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::watch;
+
+use crate::api::{self, Metrics};
+use crate::config::Config;
+
+/// The sockets the agent serves on, bound before [`run`] so that a port conflict is an
+/// error at start and tests can bind port 0.
+#[derive(Debug)]
+pub struct Sockets {
+    /// Prometheus `/metrics`.
+    pub metrics: TcpListener,
+    /// The swarm's QUIC endpoint.
+    pub gossip: UdpSocket,
+}
+
+/// Runs the agent until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    sockets: Sockets,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let metrics = Metrics::new();
+    // One shutdown for every task: each holds a receiver and stops when the value flips.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tracing::info!(
+        metrics = %sockets.metrics.local_addr()?,
+        gossip = %sockets.gossip.local_addr()?,
+        state_dir = %config.state_dir.display(),
+        "swarmd started"
+    );
+    tracing::warn!("no membership credential: running standalone, without the swarm");
+    let metrics_task = tokio::spawn(api::serve_metrics(
+        metrics,
+        sockets.metrics,
+        stopped(stop_rx),
+    ));
+    shutdown.await;
+    let _ = stop_tx.send(true);
+    metrics_task.await.map_err(std::io::Error::other)??;
+    tracing::info!("swarmd stopped");
+    Ok(())
+}
+
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}

@@ -1,0 +1,18 @@
+//! The Swarmguard agent: the library behind `swarmd` and `swarmctl`.
+//!
+//! # Layout
+//!
+//! Data flows one way, `sensor -> detect -> decide -> enforce`, with `swarm` feeding
+//! `decide` and `decide` publishing local decisions back into `swarm`. Each stage is a
+//! module of its own and arrives with its issue; what exists today:
+//!
+//! - [`config`]: `agent.toml`, read in two stages (raw serde, then validated).
+//! - [`api`]: the Prometheus `/metrics` endpoint.
+//! - [`daemon`]: [`daemon::run`] wires the stages together for `swarmd run`.
+//! - [`cli`]: the command lines of `swarmd` and `swarmctl`, one table for both
+//!   `--help` and the man pages.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod daemon;

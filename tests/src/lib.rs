@@ -1,0 +1,78 @@
+//! Helpers for end-to-end tests that run the real binaries.
+//!
+//! Cargo gives an integration test `CARGO_BIN_EXE_*` only for its own package's binaries,
+//! and this crate has none. [`bin`] builds the workspace's binaries once per test process,
+//! with the profile the tests were built with, and finds them in the shared target folder.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The path of a workspace binary (`swarmd`, `swarmctl`, `identityd`), built on first use.
+pub fn bin(name: &str) -> PathBuf {
+    let dir = binaries_dir();
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} was not built in {}",
+        name,
+        dir.display()
+    );
+    path
+}
+
+/// A [`Command`] for a workspace binary.
+pub fn command(name: &str) -> Command {
+    Command::new(bin(name))
+}
+
+/// Runs a workspace binary with `args` and returns what it did.
+pub fn run(name: &str, args: &[&str]) -> Output {
+    command(name)
+        .args(args)
+        .output()
+        .unwrap_or_else(|err| panic!("cannot run {name}: {err}"))
+}
+
+/// The repository's root folder.
+pub fn workspace_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate sits in the workspace root")
+}
+
+fn binaries_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        // The test executable lives in `<target>/<profile>/deps/`; binaries one level up.
+        let exe = std::env::current_exe().expect("the test knows its own path");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("test executables live in <target>/<profile>/deps")
+            .to_owned();
+        let target_dir = profile_dir.parent().expect("a profile folder has a parent");
+        let profile = profile_dir
+            .file_name()
+            .and_then(|name| name.to_str())
+            .expect("profile folder name is UTF-8");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut build = Command::new(cargo);
+        build
+            .current_dir(workspace_root())
+            .args(["build", "--workspace", "--bins", "--target-dir"])
+            .arg(target_dir);
+        match profile {
+            "debug" => {}
+            "release" => {
+                build.arg("--release");
+            }
+            other => {
+                build.args(["--profile", other]);
+            }
+        }
+        let status = build.status().expect("cargo can be started");
+        assert!(status.success(), "building the workspace binaries failed");
+        profile_dir
+    })
+}

@@ -1,0 +1,4 @@
+//! End-to-end tests: each one starts the real `swarmd`, `swarmctl` or `identityd`.
+
+mod cli;
+mod daemons;
