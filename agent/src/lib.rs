@@ -8,6 +8,7 @@
 //!
 //! - [`config`]: `agent.toml`, read in two stages (raw serde, then validated).
 //! - [`api`]: the Prometheus `/metrics` endpoint.
+//! - [`detect`]: the [`detect::Alert`] every detection produces (rules and scenarios land here).
 //! - [`daemon`]: [`daemon::run`] wires the stages together for `swarmd run`.
 //! - [`cli`]: the command lines of `swarmd` and `swarmctl`, one table for both
 //!   `--help` and the man pages.
@@ -16,3 +17,4 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod detect;

@@ -1,0 +1,9 @@
+//! Detection: matches what the sensors saw against packet rules (Suricata format) and log
+//! scenarios, and emits [`Alert`]s for the decision stage.
+//!
+//! **Invariant**: nothing in `detect` does I/O. Time comes in with the packet or log line;
+//! files are read by the caller and handed in as text.
+
+mod alert;
+
+pub use alert::{Action, Alert, Evidence, RuleRef, Severity};
