@@ -9,6 +9,8 @@
 //! - [`config`]: `agent.toml`, read in two stages (raw serde, then validated).
 //! - [`api`]: the Prometheus `/metrics` endpoint.
 //! - [`detect`]: the [`detect::Alert`] every detection produces (rules and scenarios land here).
+//! - [`subject`]: [`subject::Subject`], the address, network or domain that signals report
+//!   and decisions act on.
 //! - [`daemon`]: [`daemon::run`] wires the stages together for `swarmd run`.
 //! - [`cli`]: the command lines of `swarmd` and `swarmctl`, one table for both
 //!   `--help` and the man pages.
@@ -18,3 +20,4 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod detect;
+pub mod subject;
