@@ -7,6 +7,8 @@ use std::future::Future;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
 
+use swarmguard_identity::daemon as edge;
+
 use crate::api::{self, Metrics};
 use crate::config::Config;
 
@@ -39,11 +41,14 @@ pub async fn run(
     let metrics_task = tokio::spawn(api::serve_metrics(
         metrics,
         sockets.metrics,
-        stopped(stop_rx),
+        stopped(stop_rx.clone()),
     ));
+    let watchdog = edge::notify_ready("running standalone", stopped(stop_rx));
     shutdown.await;
+    edge::notify_stopping();
     let _ = stop_tx.send(true);
     metrics_task.await.map_err(std::io::Error::other)??;
+    let _ = watchdog.await;
     tracing::info!("swarmd stopped");
     Ok(())
 }

@@ -237,6 +237,43 @@ pub fn init_logging(config: &LogConfig) {
     };
 }
 
+/// Tells systemd (`Type=notify`) that the daemon is ready, and returns a task that keeps
+/// the unit's watchdog fed (`WatchdogSec`) until `stop` resolves. Both do nothing when the
+/// process was not started by systemd (no `NOTIFY_SOCKET`).
+///
+/// The watchdog is fed from the async runtime itself, so a wedged runtime stops feeding it
+/// and systemd restarts the daemon.
+pub fn notify_ready(
+    status: &str,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    use sd_notify::NotifyState;
+    if let Err(err) = sd_notify::notify(&[NotifyState::Ready, NotifyState::Status(status)]) {
+        tracing::warn!(error = %err, "cannot notify systemd of readiness");
+    }
+    let interval = sd_notify::watchdog_enabled().map(|timeout| timeout / 2);
+    tokio::spawn(async move {
+        let Some(interval) = interval else { return };
+        tokio::pin!(stop);
+        let mut ticks = tokio::time::interval(interval);
+        loop {
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = ticks.tick() => {
+                    if let Err(err) = sd_notify::notify(&[NotifyState::Watchdog]) {
+                        tracing::warn!(error = %err, "cannot feed the systemd watchdog");
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// Tells systemd that the daemon is stopping.
+pub fn notify_stopping() {
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+}
+
 /// Resolves when the process is asked to stop (SIGTERM or SIGINT).
 pub async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};

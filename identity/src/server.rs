@@ -8,6 +8,7 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
+use crate::daemon;
 
 /// Serves the API on `listener` until `shutdown` resolves.
 pub async fn run(
@@ -17,9 +18,19 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let local = listener.local_addr()?;
     tracing::info!(listen = %local, base_url = %config.base_url(), "identityd listening");
-    axum::serve(listener, router())
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let watchdog = daemon::notify_ready("serving", stopped(stop_rx));
+    let served = axum::serve(listener, router())
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+    daemon::notify_stopping();
+    let _ = stop_tx.send(true);
+    let _ = watchdog.await;
+    served
+}
+
+async fn stopped(mut rx: tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
 }
 
 fn router() -> Router {
