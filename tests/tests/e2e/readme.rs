@@ -23,7 +23,10 @@ fn quick_start_commands() -> Vec<String> {
 fn quick_start_has_exactly_two_commands() {
     let commands = quick_start_commands();
     assert_eq!(commands.len(), 2, "{commands:?}");
-    assert!(commands.iter().all(|c| !c.contains('\n')), "one line each: {commands:?}");
+    assert!(
+        commands.iter().all(|c| !c.contains('\n')),
+        "one line each: {commands:?}"
+    );
     assert!(commands[0].contains("swarmd demo"), "{}", commands[0]);
 }
 
