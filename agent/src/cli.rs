@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+pub use swarmguard_identity::cli_docs::GenerateArgs;
 
 /// Where `swarmctl` finds the agent's admin socket unless told otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/swarmguard/agent.sock";
@@ -30,6 +31,9 @@ pub enum SwarmdCommand {
     Cleanup,
     /// Start identityd and an agent on loopback with temporary state, to see them work.
     Demo,
+    /// Write the man page or a shell completion script to stdout (for packagers).
+    #[command(hide = true)]
+    Generate(GenerateArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -90,4 +94,7 @@ pub enum SwarmctlCommand {
     Metrics,
     /// Request a membership credential from identityd.
     Credential,
+    /// Write the man page or a shell completion script to stdout (for packagers).
+    #[command(hide = true)]
+    Generate(GenerateArgs),
 }

@@ -49,6 +49,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write the man page or a shell completion script to stdout (for packagers).
+    #[command(hide = true)]
+    Generate(crate::cli_docs::GenerateArgs),
 }
 
 #[derive(Debug, clap::Args)]

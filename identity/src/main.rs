@@ -4,8 +4,9 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use swarmguard_identity::cli::{CheckConfigArgs, Cli, Command, ServeArgs};
+use swarmguard_identity::cli_docs;
 use swarmguard_identity::config::Config;
 use swarmguard_identity::daemon::{self, EXIT_USAGE, Source};
 use swarmguard_identity::server;
@@ -29,6 +30,7 @@ fn main() -> ExitCode {
         Command::Verify { .. } => not_yet("verify"),
         Command::Issue { .. } => not_yet("issue"),
         Command::Revoke { .. } => not_yet("revoke"),
+        Command::Generate(args) => cli_docs::run(Cli::command(), args.what),
     }
 }
 

@@ -2,8 +2,9 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use swarmguard_agent::cli::{SwarmctlCli, SwarmctlCommand};
+use swarmguard_identity::cli_docs;
 use swarmguard_identity::daemon::EXIT_USAGE;
 
 fn main() -> ExitCode {
@@ -19,6 +20,7 @@ fn main() -> ExitCode {
         }
     };
     let name = match cli.command {
+        SwarmctlCommand::Generate(args) => return cli_docs::run(SwarmctlCli::command(), args.what),
         SwarmctlCommand::Status => "status",
         SwarmctlCommand::Peers => "peers",
         SwarmctlCommand::Alerts => "alerts",

@@ -4,10 +4,11 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use swarmguard_agent::cli::{CheckConfigArgs, RunArgs, SwarmdCli, SwarmdCommand};
 use swarmguard_agent::config::Config;
 use swarmguard_agent::daemon::{self, Sockets};
+use swarmguard_identity::cli_docs;
 use swarmguard_identity::daemon::{self as edge, EXIT_USAGE, Source};
 
 fn main() -> ExitCode {
@@ -28,6 +29,7 @@ fn main() -> ExitCode {
         SwarmdCommand::Demo => demo(),
         SwarmdCommand::Replay => not_yet("replay"),
         SwarmdCommand::Cleanup => not_yet("cleanup"),
+        SwarmdCommand::Generate(args) => cli_docs::run(SwarmdCli::command(), args.what),
     }
 }
 
