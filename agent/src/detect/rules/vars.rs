@@ -72,6 +72,29 @@ impl Vars {
         }
     }
 
+    /// Applies `overrides` (from the configuration or `--var`) on top of these variables and
+    /// checks that each one parses; an error names the variable.
+    pub fn with_overrides<'a>(
+        mut self,
+        overrides: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Vars, (String, String)> {
+        let overrides: Vec<(&str, &str)> = overrides.into_iter().collect();
+        for (name, value) in &overrides {
+            self.set(name, value);
+        }
+        for (name, _) in &overrides {
+            let name = name.trim_start_matches('$');
+            let reference = format!("${name}");
+            let checked = if self.port(name).is_some() {
+                super::PortSet::parse(&reference, &self).map(|_| ())
+            } else {
+                super::AddrSet::parse(&reference, &self).map(|_| ())
+            };
+            checked.map_err(|message| (name.to_owned(), message))?;
+        }
+        Ok(self)
+    }
+
     /// Sets an address group.
     pub fn set_address(&mut self, name: &str, value: &str) {
         self.addresses
@@ -90,5 +113,27 @@ impl Vars {
 
     pub fn port(&self, name: &str) -> Option<&str> {
         self.ports.get(name).map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_are_checked_and_named() {
+        let vars = Vars::default()
+            .with_overrides([("HOME_NET", "[10.1.0.0/16]"), ("SSH_PORTS", "[22,2222]")])
+            .unwrap();
+        assert_eq!(vars.address("HOME_NET"), Some("[10.1.0.0/16]"));
+        assert_eq!(vars.port("SSH_PORTS"), Some("[22,2222]"));
+        let err = Vars::default()
+            .with_overrides([("HOME_NET", "10.0.0.0/33")])
+            .unwrap_err();
+        assert_eq!(err.0, "HOME_NET");
+        let err = Vars::default()
+            .with_overrides([("WEB_PORTS", "[80,")])
+            .unwrap_err();
+        assert_eq!(err.0, "WEB_PORTS");
     }
 }
