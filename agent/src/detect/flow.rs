@@ -206,11 +206,15 @@ impl FlowTable {
         flow.seen[dir] = true;
         let mut in_stream = false;
         let established = if packet.transport == Transport::Tcp {
+            // As in Suricata, a packet is "established" when the session already was before
+            // it: the ACK that completes the handshake is not (midstream pickup is).
+            let before = matches!(flow.tcp, TcpState::Established | TcpState::Closed);
             update_tcp(flow, packet, to_server, midstream);
+            let picked_up = midstream && !before && flow.tcp == TcpState::Established;
             in_stream = matches!(flow.tcp, TcpState::Established)
                 && packet.tcp.flags & RST == 0
                 && !packet.payload.is_empty();
-            matches!(flow.tcp, TcpState::Established | TcpState::Closed)
+            before || picked_up
         } else {
             flow.seen[0] && flow.seen[1]
         };
@@ -409,7 +413,7 @@ mod tests {
         );
         assert_eq!(
             ctx.iter().map(|c| c.established).collect::<Vec<_>>(),
-            [false, false, true, true, true]
+            [false, false, false, true, true]
         );
         assert_eq!(
             ctx.iter().map(|c| c.to_server).collect::<Vec<_>>(),

@@ -12,6 +12,7 @@
 //! - [`engine`]: prefilter and rule evaluation; [`engine::Engine::process`] is the entry.
 //! - `inspect`, `threshold`: payload programs and threshold counters, used by the engine.
 //! - [`eve`]: Suricata-compatible eve.json alert lines.
+//! - [`metrics`]: the engine's counters as `swarmguard_*` Prometheus metrics.
 
 mod alert;
 pub mod decode;
@@ -19,6 +20,7 @@ pub mod engine;
 pub mod eve;
 pub mod flow;
 mod inspect;
+pub mod metrics;
 pub mod rules;
 mod threshold;
 

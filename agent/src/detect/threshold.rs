@@ -87,12 +87,13 @@ impl ThresholdTable {
                 return true;
             }
         }
-        let entry = self.entries.entry((rule, key)).or_insert(Entry {
+        let entry = self.entries.entry((rule, key)).or_insert_with(|| Entry {
             window_start: now,
             count: 0,
             unique: Vec::new(),
         });
-        if now.saturating_sub(entry.window_start) >= window && entry.count > 0 {
+        // As Suricata: a match after the window starts a new one, whatever the count.
+        if now.saturating_sub(entry.window_start) >= window {
             entry.window_start = now;
             entry.count = 0;
             entry.unique.clear();
@@ -189,6 +190,18 @@ mod tests {
             run(threshold(ThresholdKind::Limit, 1), &hits),
             [true, true, true]
         );
+    }
+
+    #[test]
+    fn threshold_type_starts_a_new_window_after_an_alert_emptied_the_count() {
+        // Regression: after an alert reset the count to 0, a late match must open a new
+        // window (as Suricata does), not be measured against the stale one forever.
+        let t = threshold(ThresholdKind::Threshold, 2);
+        let hits: Vec<(Hit, u64)> = [0, 1, 100, 101, 102, 103]
+            .into_iter()
+            .map(|secs| (hit("1.1.1.1", 22), secs))
+            .collect();
+        assert_eq!(run(t, &hits), [false, true, false, true, false, true]);
     }
 
     #[test]
