@@ -406,6 +406,66 @@ mod tests {
     }
 
     #[test]
+    fn vlan_tagged_and_qinq_frames_decode() {
+        let mut frame = Vec::new();
+        etherparse::PacketBuilder::ethernet2([1; 6], [2; 6])
+            .double_vlan(
+                etherparse::VlanId::try_new(100).unwrap(),
+                etherparse::VlanId::try_new(7).unwrap(),
+            )
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 9)
+            .udp(53, 5353)
+            .write(&mut frame, b"dns")
+            .unwrap();
+        let packet = decode(linktype::ETHERNET, &frame, true).unwrap();
+        assert_eq!(
+            (packet.transport, packet.dst_port, packet.ttl),
+            (Transport::Udp, 5353, 9)
+        );
+        assert_eq!(packet.payload, b"dns");
+        assert!(packet.checksum_ok);
+    }
+
+    #[test]
+    fn ipv6_with_a_destination_options_header_reaches_icmpv6() {
+        // IPv6 (next header 60) + destination options (8 bytes, PadN) + ICMPv6 echo.
+        let mut icmp = vec![128, 0, 0, 0, 0x12, 0x34, 0, 1, b'h', b'i'];
+        let src = [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        let dst = [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        let sum = Pseudo::V6(src, dst);
+        // Fill in the checksum so the packet is valid.
+        let mut total = add_words(0, &src);
+        total = add_words(total, &dst);
+        total += 58 + icmp.len() as u32;
+        let folded = !ones_complement(total, &icmp);
+        icmp[2..4].copy_from_slice(&folded.to_be_bytes());
+        assert!(sum.verify(ipproto::ICMPV6, &icmp));
+        let mut frame = vec![0x60, 0, 0, 0];
+        frame.extend_from_slice(&((8 + icmp.len()) as u16).to_be_bytes());
+        frame.extend_from_slice(&[60, 255]);
+        frame.extend_from_slice(&src);
+        frame.extend_from_slice(&dst);
+        frame.extend_from_slice(&[58, 0, 1, 4, 0, 0, 0, 0]);
+        frame.extend_from_slice(&icmp);
+        let packet = decode(linktype::RAW, &frame, true).unwrap();
+        assert_eq!(packet.transport, Transport::Icmpv6);
+        assert_eq!(packet.icmp_type, 128);
+        assert_eq!(packet.icmp_id_seq, Some((0x1234, 1)));
+        assert_eq!(packet.ttl, 255);
+        assert!(packet.checksum_ok);
+    }
+
+    #[test]
+    fn linux_sll_with_a_loopback_hardware_type_decodes() {
+        let frame = syn(b"x");
+        // packet type 0, ARPHRD_LOOPBACK (772), address length 6, address, IPv4.
+        let mut sll = vec![0, 0, 0x03, 0x04, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0x08, 0x00];
+        sll.extend_from_slice(&frame[14..]);
+        let packet = decode(linktype::LINUX_SLL, &sll, true).unwrap();
+        assert_eq!(packet.dst_port, 22);
+    }
+
+    #[test]
     fn mss_option_is_found_among_others() {
         assert_eq!(mss(&[1, 1, 2, 4, 0x05, 0xb4, 0]), Some(1460));
         assert_eq!(mss(&[3, 3, 7]), None);
