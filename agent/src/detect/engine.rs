@@ -110,6 +110,8 @@ pub struct Engine {
     rules: Vec<Rule>,
     /// Flowbit names interned per rule: `flowbit_ids[rule][op][name]`.
     flowbit_ids: Vec<Vec<Vec<u32>>>,
+    /// Every flowbit name seen, by number; kept across reloads.
+    flowbit_names: FxHashMap<String, u32>,
     groups: [Group; 4],
     /// IP-only rules, run on the first packet of each flow direction.
     ip_only: Vec<u32>,
@@ -167,74 +169,100 @@ fn flowbit_rank(rule: &Rule) -> u8 {
     }
 }
 
+/// Rules in evaluation order with their prefilters: what a reload replaces.
+#[derive(Debug)]
+struct Compiled {
+    rules: Vec<Rule>,
+    flowbit_ids: Vec<Vec<Vec<u32>>>,
+    groups: [Group; 4],
+    ip_only: Vec<u32>,
+}
+
+/// Orders and indexes `rules`; flowbit names are interned in `names`, which outlives a
+/// reload so that bits already set on flows keep their meaning.
+fn compile(mut rules: Vec<Rule>, names: &mut FxHashMap<String, u32>) -> Compiled {
+    rules.sort_by_key(|rule| (action_rank(rule.action), flowbit_rank(rule), rule.priority));
+    let flowbit_ids = rules
+        .iter()
+        .map(|rule| {
+            rule.flowbits
+                .iter()
+                .map(|op| {
+                    op.names
+                        .iter()
+                        .map(|name| {
+                            let next = names.len() as u32;
+                            *names.entry(name.clone()).or_insert(next)
+                        })
+                        .collect()
+                })
+                .collect()
+        })
+        .collect();
+    let mut groups: [Group; 4] = Default::default();
+    let mut patterns: [Vec<Vec<u8>>; 4] = Default::default();
+    let mut pattern_index: [FxHashMap<Vec<u8>, usize>; 4] = Default::default();
+    let mut ip_only = Vec::new();
+    for (number, rule) in rules.iter().enumerate() {
+        let number = number as u32;
+        if rule.is_ip_only() {
+            ip_only.push(number);
+            continue;
+        }
+        let fast = rule.fast_pattern.and_then(|i| match &rule.payload[i] {
+            PayloadOp::Content(c) => Some(c.fast_bytes().to_ascii_lowercase()),
+            _ => None,
+        });
+        for &g in proto_groups(rule.proto) {
+            match &fast {
+                Some(bytes) if !bytes.is_empty() => {
+                    let index = *pattern_index[g].entry(bytes.clone()).or_insert_with(|| {
+                        patterns[g].push(bytes.clone());
+                        groups[g].pattern_rules.push(Vec::new());
+                        patterns[g].len() - 1
+                    });
+                    groups[g].pattern_rules[index].push(number);
+                }
+                _ => groups[g].always.push(number),
+            }
+        }
+    }
+    for (group, patterns) in groups.iter_mut().zip(patterns) {
+        if patterns.is_empty() {
+            continue;
+        }
+        group.prefilter = AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::Standard)
+            .build(&patterns)
+            .ok();
+        if group.prefilter.is_none() {
+            // Cannot happen with byte patterns under the default size limits; should it,
+            // every rule of the group is checked on every packet rather than lost.
+            let all = std::mem::take(&mut group.pattern_rules);
+            group.always.extend(all.into_iter().flatten());
+            group.always.sort_unstable();
+            group.always.dedup();
+        }
+    }
+    Compiled {
+        rules,
+        flowbit_ids,
+        groups,
+        ip_only,
+    }
+}
+
 impl Engine {
     /// Builds the engine; the rules are reordered into evaluation order.
-    pub fn new(mut rules: Vec<Rule>, config: EngineConfig) -> Engine {
-        rules.sort_by_key(|rule| (action_rank(rule.action), flowbit_rank(rule), rule.priority));
-        let mut names: FxHashMap<String, u32> = FxHashMap::default();
-        let flowbit_ids = rules
-            .iter()
-            .map(|rule| {
-                rule.flowbits
-                    .iter()
-                    .map(|op| {
-                        op.names
-                            .iter()
-                            .map(|name| {
-                                let next = names.len() as u32;
-                                *names.entry(name.clone()).or_insert(next)
-                            })
-                            .collect()
-                    })
-                    .collect()
-            })
-            .collect();
-        let mut groups: [Group; 4] = Default::default();
-        let mut patterns: [Vec<Vec<u8>>; 4] = Default::default();
-        let mut pattern_index: [FxHashMap<Vec<u8>, usize>; 4] = Default::default();
-        let mut ip_only = Vec::new();
-        for (number, rule) in rules.iter().enumerate() {
-            let number = number as u32;
-            if rule.is_ip_only() {
-                ip_only.push(number);
-                continue;
-            }
-            let fast = rule.fast_pattern.and_then(|i| match &rule.payload[i] {
-                PayloadOp::Content(c) => Some(c.fast_bytes().to_ascii_lowercase()),
-                _ => None,
-            });
-            for &g in proto_groups(rule.proto) {
-                match &fast {
-                    Some(bytes) if !bytes.is_empty() => {
-                        let index = *pattern_index[g].entry(bytes.clone()).or_insert_with(|| {
-                            patterns[g].push(bytes.clone());
-                            groups[g].pattern_rules.push(Vec::new());
-                            patterns[g].len() - 1
-                        });
-                        groups[g].pattern_rules[index].push(number);
-                    }
-                    _ => groups[g].always.push(number),
-                }
-            }
-        }
-        for (group, patterns) in groups.iter_mut().zip(patterns) {
-            if patterns.is_empty() {
-                continue;
-            }
-            group.prefilter = AhoCorasickBuilder::new()
-                .ascii_case_insensitive(true)
-                .match_kind(MatchKind::Standard)
-                .build(&patterns)
-                .ok();
-            if group.prefilter.is_none() {
-                // Cannot happen with byte patterns under the default size limits; should it,
-                // every rule of the group is checked on every packet rather than lost.
-                let all = std::mem::take(&mut group.pattern_rules);
-                group.always.extend(all.into_iter().flatten());
-                group.always.sort_unstable();
-                group.always.dedup();
-            }
-        }
+    pub fn new(rules: Vec<Rule>, config: EngineConfig) -> Engine {
+        let mut flowbit_names = FxHashMap::default();
+        let Compiled {
+            rules,
+            flowbit_ids,
+            groups,
+            ip_only,
+        } = compile(rules, &mut flowbit_names);
         let max_vars = rules.iter().map(|r| r.variables).max().unwrap_or(0);
         let rule_count = rules.len();
         let max_thresholds = if config.max_threshold_entries == 0 {
@@ -245,6 +273,7 @@ impl Engine {
         Engine {
             rules,
             flowbit_ids,
+            flowbit_names,
             groups,
             ip_only,
             flows: FlowTable::new(config.flow),
@@ -259,6 +288,27 @@ impl Engine {
             generation: 0,
             vars: vec![0; max_vars],
         }
+    }
+
+    /// Swaps in a new rule set (a reload) and keeps the state: flows, their flowbits, and
+    /// threshold counters of rules that keep their `gid:sid`.
+    pub fn replace_rules(&mut self, rules: Vec<Rule>) {
+        let compiled = compile(rules, &mut self.flowbit_names);
+        self.marks = vec![0; compiled.rules.len()];
+        self.generation = 0;
+        self.vars = vec![
+            0;
+            compiled
+                .rules
+                .iter()
+                .map(|r| r.variables)
+                .max()
+                .unwrap_or(0)
+        ];
+        self.rules = compiled.rules;
+        self.flowbit_ids = compiled.flowbit_ids;
+        self.groups = compiled.groups;
+        self.ip_only = compiled.ip_only;
     }
 
     /// The rules in evaluation order.
@@ -428,7 +478,7 @@ impl Engine {
             if !rule
                 .thresholds
                 .iter()
-                .all(|t| self.thresholds.check(number, t, &hit, now))
+                .all(|t| self.thresholds.check((rule.gid, rule.sid), t, &hit, now))
             {
                 continue;
             }
@@ -739,6 +789,36 @@ mod tests {
             .process(t, linktype::ETHERNET, &tcp(1001, false, b"x"))
             .len();
         assert_eq!(alerts, 2);
+    }
+
+    #[test]
+    fn a_reload_keeps_flowbits_and_threshold_counts() {
+        let first = "alert tcp any any -> any any (msg:\"set\"; content:\"login\"; flowbits:set,seen; flowbits:noalert; sid:1;)\n\
+                     alert tcp any any -> any any (msg:\"third\"; content:\"x\"; threshold:type threshold, track by_src, count 3, seconds 60; sid:2;)\n";
+        let mut engine = engine(first);
+        let t = UNIX_EPOCH;
+        assert!(
+            engine
+                .process(t, linktype::ETHERNET, &tcp(1000, false, b"login x"))
+                .is_empty()
+        );
+        assert!(
+            engine
+                .process(t, linktype::ETHERNET, &tcp(1000, false, b"x"))
+                .is_empty()
+        );
+        let second = parse_text(
+            "t.rules",
+            "alert tcp any any -> any any (msg:\"third\"; content:\"x\"; threshold:type threshold, track by_src, count 3, seconds 60; sid:2;)\n\
+             alert tcp any any -> any any (msg:\"after login\"; flowbits:isset,seen; content:\"cmd\"; sid:3;)\n",
+        );
+        engine.replace_rules(second.rules);
+        // Readers of flowbits run before rules without any, as in Suricata.
+        assert_eq!(
+            sids(&engine.process(t, linktype::ETHERNET, &tcp(1000, false, b"x cmd"))),
+            [3, 2]
+        );
+        assert_eq!(engine.stats().flows.created, 1);
     }
 
     #[test]

@@ -40,7 +40,8 @@ pub(super) struct Hit {
 /// All rules' threshold state.
 #[derive(Debug)]
 pub(super) struct ThresholdTable {
-    entries: FxHashMap<(u32, Key), Entry>,
+    /// Keyed by the rule's `(gid, sid)`, so counts survive a reload.
+    entries: FxHashMap<((u32, u32), Key), Entry>,
     max_entries: usize,
     /// Matches that could not be tracked because the table was full (they alert).
     pub overflows: u64,
@@ -60,10 +61,10 @@ impl ThresholdTable {
         self.entries.len()
     }
 
-    /// Records a match of rule number `rule` and says whether it should alert.
+    /// Records a match of rule `(gid, sid)` and says whether it should alert.
     pub(super) fn check(
         &mut self,
-        rule: u32,
+        rule: (u32, u32),
         threshold: &Threshold,
         hit: &Hit,
         now: Micros,
@@ -144,7 +145,7 @@ mod tests {
     fn run(threshold: Threshold, hits: &[(Hit, u64)]) -> Vec<bool> {
         let mut table = ThresholdTable::new(100);
         hits.iter()
-            .map(|(hit, secs)| table.check(1, &threshold, hit, secs * 1_000_000))
+            .map(|(hit, secs)| table.check((1, 1), &threshold, hit, secs * 1_000_000))
             .collect()
     }
 
@@ -221,8 +222,8 @@ mod tests {
     fn a_full_table_lets_matches_through_and_counts_them() {
         let mut table = ThresholdTable::new(1);
         let t = threshold(ThresholdKind::Limit, 1);
-        assert!(table.check(1, &t, &hit("1.1.1.1", 1), 0));
-        assert!(table.check(1, &t, &hit("2.2.2.2", 1), 0));
+        assert!(table.check((1, 1), &t, &hit("1.1.1.1", 1), 0));
+        assert!(table.check((1, 1), &t, &hit("2.2.2.2", 1), 0));
         assert_eq!(table.overflows, 1);
         assert_eq!(table.len(), 1);
     }
