@@ -10,7 +10,7 @@
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use rustc_hash::FxHashMap;
 
 use super::alert::{Action, Alert, Evidence, RuleRef};
@@ -98,9 +98,16 @@ struct Group {
     prefilter: Option<AhoCorasick>,
     /// For each pattern of `prefilter`, the rules (by number) whose fast pattern it is.
     pattern_rules: Vec<Vec<u32>>,
-    /// Rules without a fast pattern, checked on every packet of the group.
+    /// Rules without a fast pattern and for any destination port (or both directions),
+    /// checked on every packet of the group.
     always: Vec<u32>,
+    /// Rules without a fast pattern for a few destination ports, by port: most header-only
+    /// rules name one service, and a packet only needs those of its own port.
+    always_by_port: FxHashMap<u16, Vec<u32>>,
 }
+
+/// Rules naming fewer destination ports than this are indexed by port.
+const PORT_INDEX_LIMIT: usize = 64;
 
 /// The engine, built once from rules; `process` is called per frame.
 #[derive(Debug)]
@@ -223,7 +230,23 @@ fn compile(mut rules: Vec<Rule>, names: &mut FxHashMap<String, u32>) -> Compiled
                     });
                     groups[g].pattern_rules[index].push(number);
                 }
-                _ => groups[g].always.push(number),
+                _ => {
+                    let ports = (!rule.bidirectional && matches!(g, 0 | 1))
+                        .then(|| rule.dst_ports.ports_if_fewer_than(PORT_INDEX_LIMIT))
+                        .flatten();
+                    match ports {
+                        Some(ports) => {
+                            for port in ports {
+                                groups[g]
+                                    .always_by_port
+                                    .entry(port)
+                                    .or_default()
+                                    .push(number);
+                            }
+                        }
+                        None => groups[g].always.push(number),
+                    }
+                }
             }
         }
     }
@@ -231,11 +254,17 @@ fn compile(mut rules: Vec<Rule>, names: &mut FxHashMap<String, u32>) -> Compiled
         if patterns.is_empty() {
             continue;
         }
-        group.prefilter = AhoCorasickBuilder::new()
-            .ascii_case_insensitive(true)
-            .match_kind(MatchKind::Standard)
-            .build(&patterns)
-            .ok();
+        // A DFA is the fastest search; should a huge rule set exceed its size limit, the
+        // default (an NFA) still works.
+        let build = |kind: Option<AhoCorasickKind>| {
+            AhoCorasickBuilder::new()
+                .ascii_case_insensitive(true)
+                .match_kind(MatchKind::Standard)
+                .kind(kind)
+                .build(&patterns)
+                .ok()
+        };
+        group.prefilter = build(Some(AhoCorasickKind::DFA)).or_else(|| build(None));
         if group.prefilter.is_none() {
             // Cannot happen with byte patterns under the default size limits; should it,
             // every rule of the group is checked on every packet rather than lost.
@@ -393,6 +422,9 @@ impl Engine {
         }
         let group = &self.groups[group_of(packet.transport)];
         self.candidates.extend_from_slice(&group.always);
+        if let Some(rules) = group.always_by_port.get(&packet.dst_port) {
+            self.candidates.extend_from_slice(rules);
+        }
         if let Some(prefilter) = &group.prefilter
             && !packet.payload.is_empty()
         {
@@ -739,6 +771,24 @@ mod tests {
         );
         assert_eq!(engine.stats().alerts, 2);
         assert_eq!(engine.stats().packets, 3);
+    }
+
+    #[test]
+    fn header_only_rules_indexed_by_port_still_match_their_ports_and_directions() {
+        let mut engine = engine(
+            "alert tcp any any -> any [80,443] (msg:\"web\"; flags:S; sid:1;)\n\
+             alert tcp any any -> any 22 (msg:\"ssh\"; flags:S; sid:2;)\n\
+             alert tcp any 80 <> any any (msg:\"either way\"; flags:S; sid:3;)\n\
+             alert tcp any any -> any !22 (msg:\"not ssh\"; flags:S; sid:4;)\n",
+        );
+        let t = UNIX_EPOCH;
+        // Our test segments go from port N to port 80; sid 3 matches either way round.
+        let mut got = sids(&engine.process(t, linktype::ETHERNET, &tcp(1000, true, b"")));
+        got.sort();
+        assert_eq!(got, [1, 3, 4]);
+        let mut got = sids(&engine.process(t, linktype::ETHERNET, &tcp(80, true, b"")));
+        got.sort();
+        assert_eq!(got, [1, 3, 4]);
     }
 
     #[test]

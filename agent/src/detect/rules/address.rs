@@ -220,6 +220,18 @@ impl PortSet {
         self.0.is_empty()
     }
 
+    /// The ports, when there are fewer than `limit` of them (for indexing rules by port).
+    pub fn ports_if_fewer_than(&self, limit: usize) -> Option<Vec<u16>> {
+        let mut ports = Vec::new();
+        for &(lo, hi) in &self.0.ranges {
+            if usize::from(hi - lo) + 1 + ports.len() >= limit {
+                return None;
+            }
+            ports.extend(lo..=hi);
+        }
+        Some(ports)
+    }
+
     pub fn contains(&self, port: u16) -> bool {
         self.0.contains(port)
     }
