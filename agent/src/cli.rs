@@ -26,7 +26,7 @@ pub enum SwarmdCommand {
     /// Validate a configuration file without starting.
     CheckConfig(CheckConfigArgs),
     /// Run the packet rules over a capture file and write eve.json alerts.
-    Replay,
+    Replay(ReplayArgs),
     /// Remove the agent's nftables table.
     Cleanup,
     /// Start identityd and an agent on loopback with temporary state, to see them work.
@@ -51,6 +51,40 @@ pub struct RunArgs {
     /// Swarm gossip UDP address; overrides `gossip.listen`.
     #[arg(long, value_name = "ADDR")]
     pub gossip_listen: Option<SocketAddr>,
+}
+
+/// `swarmd replay`: how teams test a rule on a capture before it ships.
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    /// The capture to read (pcap or pcapng).
+    #[arg(long, value_name = "FILE")]
+    pub pcap: PathBuf,
+    /// Rule files, or folders whose *.rules files are read.
+    #[arg(long, value_name = "PATH", num_args = 1.., required = true)]
+    pub rules: Vec<PathBuf>,
+    /// Write eve.json alert lines here instead of stdout (created even when nothing alerts).
+    #[arg(long, value_name = "OUT")]
+    pub eve: Option<PathBuf>,
+    /// Set a rule variable, e.g. HOME_NET=[10.0.0.0/8] or HTTP_PORTS=[80,8080].
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
+    pub vars: Vec<(String, String)>,
+    /// Checksum validation: packets with a bad checksum match no rule while it is on.
+    #[arg(long, value_name = "MODE", default_value = "auto", value_parser = ["auto", "yes", "no"])]
+    pub checksum: String,
+    /// Count TCP flows picked up without a handshake as established.
+    #[arg(long)]
+    pub midstream: bool,
+}
+
+fn parse_var(text: &str) -> Result<(String, String), String> {
+    let (name, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=VALUE, found \"{text}\""))?;
+    let name = name.trim().trim_start_matches('$');
+    if name.is_empty() {
+        return Err("empty variable name".to_owned());
+    }
+    Ok((name.to_owned(), value.trim().to_owned()))
 }
 
 #[derive(Debug, clap::Args)]
@@ -87,7 +121,8 @@ pub enum SwarmctlCommand {
     /// List, add or delete decisions.
     Decisions,
     /// Test or reload packet rules.
-    Rules,
+    #[command(subcommand)]
+    Rules(RulesCommand),
     /// Test log scenarios against a log file.
     Scenarios,
     /// A summary of the agent's metrics.
@@ -97,4 +132,23 @@ pub enum SwarmctlCommand {
     /// Write the man page or a shell completion script to stdout (for packagers).
     #[command(hide = true)]
     Generate(GenerateArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Lint rule files: exit 0 when every rule loads, 1 otherwise, printing each error as
+    /// FILE:LINE:COL: message (with --json, one object with the counts and errors).
+    Test(RulesTestArgs),
+    /// Make the running agent reload its rules.
+    Reload,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RulesTestArgs {
+    /// Rule files, or folders whose *.rules files are read.
+    #[arg(value_name = "PATH", required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Set a rule variable, e.g. HOME_NET=[10.0.0.0/8].
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
+    pub vars: Vec<(String, String)>,
 }

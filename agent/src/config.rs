@@ -2,6 +2,7 @@
 //! agent runs with. Every key has a default that works on one host, so the agent also
 //! starts with no file at all.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -35,6 +36,9 @@ pub struct Config {
     pub rule_paths: Vec<PathBuf>,
     /// Log scenario files, or folders whose `*.toml` files are read.
     pub scenario_paths: Vec<PathBuf>,
+    /// Rule variables (`HOME_NET`, `SSH_PORTS`, ...) on top of Suricata's defaults; names
+    /// ending in `_PORTS` (or Suricata's port groups) are port groups.
+    pub rule_vars: crate::detect::rules::Vars,
 }
 
 impl Default for Config {
@@ -57,6 +61,10 @@ impl Config {
     }
 
     fn from_raw(raw: RawConfig, source: &Source) -> Result<Config, ConfigError> {
+        let vars = raw.rules.vars.unwrap_or_default();
+        let rule_vars = crate::detect::rules::Vars::default()
+            .with_overrides(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .map_err(|(name, message)| source.key_error(&format!("rules.vars.{name}"), message))?;
         let addr =
             |key: &str, value: Option<String>, default: &str| -> Result<SocketAddr, ConfigError> {
                 let text = value.unwrap_or_else(|| default.to_owned());
@@ -84,6 +92,7 @@ impl Config {
                 .rules
                 .scenarios
                 .unwrap_or_else(|| vec![PathBuf::from(DEFAULT_SCENARIOS_DIR)]),
+            rule_vars,
         })
     }
 
@@ -141,6 +150,7 @@ struct RawGossip {
 struct RawRules {
     paths: Option<Vec<PathBuf>>,
     scenarios: Option<Vec<PathBuf>>,
+    vars: Option<BTreeMap<String, String>>,
 }
 
 #[cfg(test)]
@@ -209,6 +219,24 @@ mod tests {
             err.to_string()
                 .starts_with("agent.toml: rules.paths: invalid type"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn rule_variables_override_suricata_defaults_and_bad_ones_are_named() {
+        let config =
+            load("[rules.vars]\nHOME_NET = \"[10.20.0.0/16]\"\nSSH_PORTS = \"2222\"\n").unwrap();
+        assert_eq!(config.rule_vars.address("HOME_NET"), Some("[10.20.0.0/16]"));
+        assert_eq!(config.rule_vars.port("SSH_PORTS"), Some("2222"));
+        assert_eq!(
+            config.rule_vars.address("EXTERNAL_NET"),
+            Some("!$HOME_NET"),
+            "untouched defaults stay"
+        );
+        let err = load("[rules.vars]\nHOME_NET = \"10.0.0.0/40\"\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "agent.toml: rules.vars.HOME_NET: invalid prefix in \"10.0.0.0/40\""
         );
     }
 

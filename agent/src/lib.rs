@@ -8,7 +8,10 @@
 //!
 //! - [`config`]: `agent.toml`, read in two stages (raw serde, then validated).
 //! - [`api`]: the Prometheus `/metrics` endpoint.
-//! - [`detect`]: the [`detect::Alert`] every detection produces (rules and scenarios land here).
+//! - [`sensor`]: where frames come from ([`sensor::pcap_file`] for capture files).
+//! - [`detect`]: Suricata-format packet rules and the engine that matches them; the
+//!   [`detect::Alert`] every detection produces.
+//! - [`replay`]: `swarmd replay`, rule files and a capture in, eve.json out.
 //! - [`subject`]: [`subject::Subject`], the address, network or domain that signals report
 //!   and decisions act on.
 //! - [`daemon`]: [`daemon::run`] wires the stages together for `swarmd run`.
@@ -20,4 +23,6 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod detect;
+pub mod replay;
+pub mod sensor;
 pub mod subject;

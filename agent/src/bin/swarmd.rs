@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{CommandFactory, Parser};
-use swarmguard_agent::cli::{CheckConfigArgs, RunArgs, SwarmdCli, SwarmdCommand};
+use swarmguard_agent::cli::{CheckConfigArgs, ReplayArgs, RunArgs, SwarmdCli, SwarmdCommand};
 use swarmguard_agent::config::Config;
 use swarmguard_agent::daemon::{self, Sockets};
 use swarmguard_identity::cli_docs;
@@ -27,7 +27,7 @@ fn main() -> ExitCode {
         SwarmdCommand::Run(args) => run(args),
         SwarmdCommand::CheckConfig(args) => check_config(&args),
         SwarmdCommand::Demo => demo(),
-        SwarmdCommand::Replay => not_yet("replay"),
+        SwarmdCommand::Replay(args) => replay(&args),
         SwarmdCommand::Cleanup => not_yet("cleanup"),
         SwarmdCommand::Generate(args) => cli_docs::run(SwarmdCli::command(), args.what),
     }
@@ -36,6 +36,68 @@ fn main() -> ExitCode {
 fn not_yet(name: &str) -> ExitCode {
     eprintln!("swarmd {name}: not implemented in this version");
     ExitCode::FAILURE
+}
+
+/// `swarmd replay`: exit 0 when the capture was read (even if some rules were skipped), 1
+/// when no rule loaded, 2 when the capture or a rule path cannot be read.
+fn replay(args: &ReplayArgs) -> ExitCode {
+    use swarmguard_agent::detect::rules::{Classification, Vars};
+    use swarmguard_agent::detect::{EngineConfig, flow::FlowConfig};
+    use swarmguard_agent::replay as offline;
+
+    const EXIT_NO_RULES: u8 = 1;
+    const EXIT_UNREADABLE: u8 = 2;
+    // The output exists whatever happens next, so scripts can always read it.
+    let mut eve: Box<dyn std::io::Write> = match &args.eve {
+        Some(path) => match std::fs::File::create(path) {
+            Ok(file) => Box::new(std::io::BufWriter::new(file)),
+            Err(err) => {
+                eprintln!("{}: cannot create eve output: {err}", path.display());
+                return ExitCode::from(EXIT_UNREADABLE);
+            }
+        },
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let mut vars = Vars::default();
+    for (name, value) in &args.vars {
+        vars.set(name, value);
+    }
+    let rules = match offline::load_rules(&args.rules, vars, Classification::builtin()) {
+        Ok(rules) => rules,
+        Err(err) => {
+            eprintln!("swarmd replay: {err}");
+            return ExitCode::from(EXIT_UNREADABLE);
+        }
+    };
+    eprint!("{}", offline::error_lines(&rules.errors));
+    if rules.rules.is_empty() {
+        eprintln!("rules: {}", rules.summary);
+        eprintln!("swarmd replay: no rule could be loaded");
+        return ExitCode::from(EXIT_NO_RULES);
+    }
+    let config = EngineConfig {
+        checksum: args.checksum.parse().unwrap_or_default(),
+        flow: FlowConfig {
+            midstream: args.midstream,
+            ..FlowConfig::default()
+        },
+        ..EngineConfig::default()
+    };
+    match offline::run(&args.pcap, &rules, config, &mut eve) {
+        Ok(report) => {
+            drop(eve);
+            eprint!("{}", offline::summary(&rules, &report));
+            ExitCode::SUCCESS
+        }
+        Err(err @ offline::ReplayError::Output(_)) => {
+            eprintln!("swarmd replay: {err}");
+            ExitCode::FAILURE
+        }
+        Err(err) => {
+            eprintln!("swarmd replay: {err}");
+            ExitCode::from(EXIT_UNREADABLE)
+        }
+    }
 }
 
 fn check_config(args: &CheckConfigArgs) -> ExitCode {

@@ -1,5 +1,11 @@
-//! The agent driven in-process through [`swarmguard_agent::daemon::run`], on sockets bound
-//! to `127.0.0.1:0`.
+//! The agent's integration tests: the daemon driven in-process through
+//! [`swarmguard_agent::daemon::run`] on sockets bound to `127.0.0.1:0`, and one module per
+//! area below.
+
+mod conformance;
+mod default_rules;
+mod fixtures;
+mod replay_cli;
 
 use swarmguard_agent::config::Config;
 use swarmguard_agent::daemon::{self, Sockets};
