@@ -9,6 +9,7 @@
 //! - [`config`]: `agent.toml`, read in two stages (raw serde, then validated).
 //! - [`api`]: the Prometheus `/metrics` endpoint.
 //! - [`detect`]: the [`detect::Alert`] every detection produces (rules and scenarios land here).
+//! - [`decide`]: the [`decide::Decision`] this host enforces (the policy lands here).
 //! - [`subject`]: [`subject::Subject`], the address, network or domain that signals report
 //!   and decisions act on.
 //! - [`daemon`]: [`daemon::run`] wires the stages together for `swarmd run`.
@@ -19,5 +20,6 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod decide;
 pub mod detect;
 pub mod subject;
