@@ -10,6 +10,10 @@
 //! - [`api`]: the Prometheus `/metrics` endpoint.
 //! - [`detect`]: the [`detect::Alert`] every detection produces (rules and scenarios land here).
 //! - [`decide`]: the [`decide::Decision`] this host enforces (the policy lands here).
+//! - [`enforce`]: the nftables and dry-run backends; the only code that touches the kernel's
+//!   packet filter.
+//! - [`sensor`]: live capture through libpcap into a bounded queue of frames.
+//! - [`store`]: the sled database: decisions, ban history, signals, peers.
 //! - [`subject`]: [`subject::Subject`], the address, network or domain that signals report
 //!   and decisions act on.
 //! - [`daemon`]: [`daemon::run`] wires the stages together for `swarmd run`.
@@ -22,4 +26,7 @@ pub mod config;
 pub mod daemon;
 pub mod decide;
 pub mod detect;
+pub mod enforce;
+pub mod sensor;
+pub mod store;
 pub mod subject;

@@ -1,5 +1,11 @@
 //! The agent driven in-process through [`swarmguard_agent::daemon::run`], on sockets bound
-//! to `127.0.0.1:0`.
+//! to `127.0.0.1:0`; and, in modules, the sensor, store and enforcement stages on a real
+//! sled database and real libpcap and nftables in network namespaces the tests create.
+
+mod capture;
+mod enforce;
+mod netlab;
+mod store;
 
 use swarmguard_agent::config::Config;
 use swarmguard_agent::daemon::{self, Sockets};
