@@ -2,26 +2,37 @@
 //!
 //! ```text
 //! table inet swarmguard {
-//!     set blocked_v4 { type ipv4_addr; flags interval,timeout; }
-//!     set blocked_v6 { type ipv6_addr; flags interval,timeout; }
+//!     set v4_addrs { type ipv4_addr; flags timeout; }
+//!     set v4_nets  { type ipv4_addr; flags interval,timeout; }
+//!     set v6_addrs { type ipv6_addr; flags timeout; }
+//!     set v6_nets  { type ipv6_addr; flags interval,timeout; }
 //!     chain input   { type filter hook input priority -10; policy accept;
-//!                     ip saddr @blocked_v4 counter drop
-//!                     ip6 saddr @blocked_v6 counter drop }
+//!                     ip saddr @v4_addrs counter drop
+//!                     ip saddr @v4_nets counter drop
+//!                     ip6 saddr @v6_addrs counter drop
+//!                     ip6 saddr @v6_nets counter drop }
 //!     chain forward { ... the same, when `enforce.forward` is on ... }
 //! }
 //! ```
 //!
-//! The backend keeps a model of the set contents (the disjoint pieces of [`super::pieces`]
-//! with their `until`), so that a batch becomes the difference between two models, sent as
-//! one `nft -j -f -` transaction. Elements carry a kernel timeout and expire by themselves.
+//! Single addresses and networks live in separate sets per family. Networks need an interval
+//! set, but nft checks every batch added to an interval set against all of its elements:
+//! measured here, a batch of 10,000 took 0.4 s on an empty interval set and 8.8 s once it
+//! held 90,000, while a plain (hash) set stayed at 0.3 s. Addresses are nearly all decisions,
+//! so they go to the hash sets, and the interval sets hold the (few) networks.
+//!
+//! The backend keeps a model of the set contents (addresses, and for networks the disjoint
+//! pieces of [`super::pieces`], each with its `until`), so that a batch becomes the
+//! difference between two models, sent as one `nft -j -f -` transaction. Elements carry a
+//! kernel timeout and expire by themselves.
 //!
 //! Removing an element that the kernel has already expired would fail the whole
 //! transaction ("No such file or directory"). So an element that lapses within [`LAPSING`]
-//! is not deleted but left to expire, unless a new element overlaps it (then it must go
+//! is not deleted but left to expire, unless a new network overlaps it (then it must go
 //! now). The `add`-then-`delete` idiom that would tolerate a missing element cannot be used:
-//! the kernel then still counts the element when checking the new ones for overlaps. If a
-//! batch fails anyway (someone edited the table by hand), the backend re-reads the table
-//! and reconciles once before giving up.
+//! the kernel then still counts the element when checking new ones for overlaps. If a batch
+//! fails anyway (someone edited the table by hand), the backend re-reads the table and
+//! reconciles once before giving up.
 //!
 //! `nft` is run by this module rather than through the `nftables` crate's helpers: those
 //! leave `nft`'s stderr unread (the reason for a failure would be lost) and put `-j` right
@@ -49,8 +60,13 @@ use crate::decide::Decision;
 
 /// The table's name (family `inet`).
 pub const TABLE: &str = "swarmguard";
-const SET_V4: &str = "blocked_v4";
-const SET_V6: &str = "blocked_v6";
+/// `(name, type, interval)` of the four sets.
+const SETS: [(&str, SetType, bool); 4] = [
+    ("v4_addrs", SetType::Ipv4Addr, false),
+    ("v4_nets", SetType::Ipv4Addr, true),
+    ("v6_addrs", SetType::Ipv6Addr, false),
+    ("v6_nets", SetType::Ipv6Addr, true),
+];
 /// Ahead of the usual `filter` priority (0), so that the block applies before other
 /// chains' accepts are even evaluated.
 const PRIORITY: i32 = -10;
@@ -187,7 +203,7 @@ impl NftBackend {
     /// Reads the table and brings it to `desired` (see [`Backend::reconcile`]).
     fn sync(&mut self, now: SystemTime) -> Result<Applied, EnforceError> {
         self.desired.retain(|_, until| *until > now);
-        let target = pieces::disjoint(&self.desired);
+        let target = target(&self.desired);
         let listing = self.list_table()?;
         let mut commands = Vec::new();
         let mut applied = Applied::default();
@@ -296,14 +312,22 @@ impl NftBackend {
 
     /// What a correct table contains, apart from set elements, in [`Listing`]'s terms.
     fn structure(&self) -> Structure {
-        let mut structure = Structure {
-            sets: vec![
-                (SET_V4.to_owned(), "ipv4_addr".to_owned()),
-                (SET_V6.to_owned(), "ipv6_addr".to_owned()),
-            ],
-            chains: Vec::new(),
-            rules: Vec::new(),
-        };
+        let mut structure = Structure::default();
+        for (name, set_type, interval) in SETS {
+            let set_type = if set_type == SetType::Ipv4Addr {
+                "ipv4_addr"
+            } else {
+                "ipv6_addr"
+            };
+            let flags = if interval {
+                "interval,timeout"
+            } else {
+                "timeout"
+            };
+            structure
+                .sets
+                .push((name.to_owned(), set_type.to_owned(), flags.to_owned()));
+        }
         for (chain, hook) in self.chains() {
             structure
                 .chains
@@ -320,13 +344,18 @@ impl NftBackend {
     fn structure_commands(&self) -> Vec<NfObject<'static>> {
         let add = |object| NfObject::CmdObject(NfCmd::Add(object));
         let mut commands = vec![add(NfListObject::Table(table()))];
-        for (name, set_type) in [(SET_V4, SetType::Ipv4Addr), (SET_V6, SetType::Ipv6Addr)] {
+        for (name, set_type, interval) in SETS {
+            let flags = if interval {
+                HashSet::from([SetFlag::Interval, SetFlag::Timeout])
+            } else {
+                HashSet::from([SetFlag::Timeout])
+            };
             commands.push(add(NfListObject::Set(Box::new(Set {
                 family: NfFamily::INet,
                 table: TABLE.into(),
                 name: name.into(),
                 set_type: SetTypeValue::Single(set_type),
-                flags: Some(HashSet::from([SetFlag::Interval, SetFlag::Timeout])),
+                flags: Some(flags),
                 ..Set::default()
             }))));
         }
@@ -372,9 +401,11 @@ impl NftBackend {
 
 /// `(protocol, set, comment)` of the drop rules in each chain. The comment identifies the
 /// rule when the table is read back.
-const DROP_RULES: [(&str, &str, &str); 2] = [
-    ("ip", SET_V4, "swarmguard: drop blocked IPv4 sources"),
-    ("ip6", SET_V6, "swarmguard: drop blocked IPv6 sources"),
+const DROP_RULES: [(&str, &str, &str); 4] = [
+    ("ip", "v4_addrs", "swarmguard: drop blocked IPv4 addresses"),
+    ("ip", "v4_nets", "swarmguard: drop blocked IPv4 networks"),
+    ("ip6", "v6_addrs", "swarmguard: drop blocked IPv6 addresses"),
+    ("ip6", "v6_nets", "swarmguard: drop blocked IPv6 networks"),
 ];
 
 impl Backend for NftBackend {
@@ -471,7 +502,7 @@ impl NftBackend {
         self.desired.retain(|_, until| *until > now);
         // Lapsed pieces are gone from the kernel by their own timeout.
         self.kernel.retain(|_, until| *until > now);
-        let target = pieces::disjoint(&self.desired);
+        let target = target(&self.desired);
         let removed: Vec<(IpNet, SystemTime)> = self
             .kernel
             .iter()
@@ -517,11 +548,35 @@ fn hook_name(hook: NfHook) -> &'static str {
     }
 }
 
+/// Whether `net` is a single address (it goes to an address set).
+fn is_host(net: &IpNet) -> bool {
+    net.prefix_len() == net.max_prefix_len()
+}
+
 fn set_of(net: &IpNet) -> &'static str {
-    match net {
-        IpNet::V4(_) => SET_V4,
-        IpNet::V6(_) => SET_V6,
+    match (net, is_host(net)) {
+        (IpNet::V4(_), true) => "v4_addrs",
+        (IpNet::V4(_), false) => "v4_nets",
+        (IpNet::V6(_), true) => "v6_addrs",
+        (IpNet::V6(_), false) => "v6_nets",
     }
+}
+
+/// What the sets must hold for `desired`: every address as it is, and the networks cut
+/// into disjoint pieces (addresses and networks are in different sets, so they may
+/// overlap each other).
+fn target(desired: &BTreeMap<IpNet, SystemTime>) -> BTreeMap<IpNet, SystemTime> {
+    let nets: BTreeMap<IpNet, SystemTime> = desired
+        .iter()
+        .filter(|(net, _)| !is_host(net))
+        .map(|(net, until)| (*net, *until))
+        .collect();
+    let mut target = pieces::disjoint(&nets);
+    for (host, until) in desired.iter().filter(|(net, _)| is_host(net)) {
+        let entry = target.entry(*host).or_insert(*until);
+        *entry = (*entry).max(*until);
+    }
+    target
 }
 
 /// The element value: a bare address for a host, a prefix otherwise.
@@ -584,17 +639,20 @@ fn push_removals(
 ) {
     let deleted = removed
         .iter()
-        .filter(|(net, until)| *until > now + LAPSING || overlaps_any(net, target))
+        .filter(|(net, until)| {
+            *until > now + LAPSING || (!is_host(net) && overlaps_any(net, target))
+        })
         .map(|(net, _)| (*net, None));
     push_elements(commands, deleted, true);
 }
 
-/// Whether any network in `nets` overlaps `net` (contains it, or lies inside it).
+/// Whether any network (not address: those are in other sets) in `nets` overlaps `net`:
+/// contains it, or lies inside it.
 fn overlaps_any(net: &IpNet, nets: &BTreeMap<IpNet, SystemTime>) -> bool {
     // Inside it: every network whose address lies in `net`'s range.
     let low = IpNet::new(net.network(), 0).unwrap_or(*net);
     let high = IpNet::new(net.broadcast(), net.max_prefix_len()).unwrap_or(*net);
-    if nets.range(low..=high).next().is_some() {
+    if nets.range(low..=high).any(|(inner, _)| !is_host(inner)) {
         return true;
     }
     // Around it: its supernets, at most 128 lookups.
@@ -643,8 +701,8 @@ fn far_future() -> SystemTime {
 /// The parts of a table listing that must match for the table to be kept as it is.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Structure {
-    /// `(name, type)` of sets with flags interval and timeout.
-    sets: Vec<(String, String)>,
+    /// `(name, type, flags)` of sets, flags sorted and joined with commas.
+    sets: Vec<(String, String, String)>,
     /// `(name, hook)` of filter base chains at this backend's priority, policy accept.
     chains: Vec<(String, String)>,
     /// `(chain, comment)` of rules.
@@ -688,13 +746,11 @@ impl Listing {
                         .filter_map(Value::as_str)
                         .collect();
                     flags.sort_unstable();
-                    if flags != ["interval", "timeout"] {
-                        return None;
-                    }
-                    listing
-                        .structure
-                        .sets
-                        .push((name.to_owned(), set_type.to_owned()));
+                    listing.structure.sets.push((
+                        name.to_owned(),
+                        set_type.to_owned(),
+                        flags.join(","),
+                    ));
                     for elem in body
                         .get("elem")
                         .and_then(Value::as_array)
@@ -801,7 +857,9 @@ mod tests {
         for (target, deleted) in [
             (vec![], false),
             (vec!["10.0.1.0/24"], false),
-            (vec!["10.0.0.7/32"], true),
+            // An address is in another set: no overlap.
+            (vec!["10.0.0.7/32"], false),
+            (vec!["10.0.0.4/30"], true),
             (vec!["10.0.0.0/16"], true),
             (vec!["10.0.0.128/25"], true),
         ] {
@@ -811,6 +869,34 @@ mod tests {
             push_removals(&mut commands, &removed, &target, now);
             assert_eq!(!commands.is_empty(), deleted, "{target:?}");
         }
+    }
+
+    #[test]
+    fn addresses_stay_whole_and_only_networks_are_cut() {
+        let at = |secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+        let desired: BTreeMap<IpNet, SystemTime> = [
+            ("10.0.0.0/22", 100),
+            ("10.0.1.0/24", 500),
+            ("10.0.0.9/32", 900),
+            ("10.0.0.10/32", 50),
+        ]
+        .iter()
+        .map(|(net, until)| (net.parse().unwrap(), at(*until)))
+        .collect();
+        let expected: BTreeMap<IpNet, SystemTime> = [
+            ("10.0.0.0/24", 100),
+            ("10.0.0.9/32", 900),
+            ("10.0.0.10/32", 50),
+            ("10.0.1.0/24", 500),
+            ("10.0.2.0/23", 100),
+        ]
+        .iter()
+        .map(|(net, until)| (net.parse().unwrap(), at(*until)))
+        .collect();
+        assert_eq!(target(&desired), expected);
+        assert_eq!(set_of(&"10.0.0.9/32".parse().unwrap()), "v4_addrs");
+        assert_eq!(set_of(&"10.0.2.0/23".parse().unwrap()), "v4_nets");
+        assert_eq!(set_of(&"fd00::/8".parse().unwrap()), "v6_nets");
     }
 
     #[test]
@@ -857,9 +943,9 @@ mod tests {
         assert_eq!(
             json,
             serde_json::json!({"nftables": [
-                {"delete": {"element": {"family": "inet", "table": "swarmguard", "name": "blocked_v6",
+                {"delete": {"element": {"family": "inet", "table": "swarmguard", "name": "v6_nets",
                     "elem": [v6]}}},
-                {"add": {"element": {"family": "inet", "table": "swarmguard", "name": "blocked_v4",
+                {"add": {"element": {"family": "inet", "table": "swarmguard", "name": "v4_addrs",
                     "elem": [elem("192.0.2.7".into(), 60.into())]}}},
             ]})
         );

@@ -104,8 +104,10 @@ impl Capture {
         let threads = config
             .interfaces
             .iter()
-            .filter_map(|interface| {
+            .enumerate()
+            .filter_map(|(slot, interface)| {
                 let worker = Worker {
+                    slot,
                     interface: Arc::from(interface.as_str()),
                     config: config.clone(),
                     tx: tx.clone(),
@@ -150,7 +152,9 @@ struct Stop {
     stopped: AtomicBool,
     wait: Mutex<()>,
     wake: Condvar,
-    breakers: Mutex<Vec<pcap::BreakLoop>>,
+    /// One slot per interface thread, replaced on each reopen, so that a flapping
+    /// interface does not grow it.
+    breakers: Mutex<Vec<Option<pcap::BreakLoop>>>,
 }
 
 impl std::fmt::Debug for Stop {
@@ -178,6 +182,7 @@ impl Stop {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .iter()
+            .flatten()
         {
             breaker.breakloop();
         }
@@ -195,11 +200,15 @@ impl Stop {
         self.is_set()
     }
 
-    fn register(&self, breaker: pcap::BreakLoop) {
-        self.breakers
+    fn register(&self, slot: usize, breaker: pcap::BreakLoop) {
+        let mut breakers = self
+            .breakers
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .push(breaker);
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if breakers.len() <= slot {
+            breakers.resize_with(slot + 1, || None);
+        }
+        breakers[slot] = Some(breaker);
     }
 }
 
@@ -211,6 +220,8 @@ enum Ended {
 
 /// One interface's thread.
 struct Worker {
+    /// Its slot among the break handles.
+    slot: usize,
     interface: Arc<str>,
     config: CaptureConfig,
     tx: mpsc::Sender<Frame>,
@@ -273,7 +284,7 @@ impl Worker {
         // The DLT number is small and non-negative; pcap hands it out as i32.
         let linktype = u32::try_from(capture.get_datalink().0).unwrap_or(0);
         tracing::info!(interface = name, linktype, bpf = ?self.config.bpf, "capturing");
-        self.stop.register(capture.breakloop_handle());
+        self.stop.register(self.slot, capture.breakloop_handle());
         let packets = self.metrics.packets.with_label_values(&[name]);
         let queue_drops = self.metrics.dropped.with_label_values(&[name, "queue"]);
         let mut kernel = KernelDrops::default();

@@ -21,10 +21,12 @@
 mod records;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts};
+use tokio::sync::watch;
 
 pub use records::{Offense, StoredPeer, StoredSignal};
 
@@ -528,6 +530,32 @@ impl Store {
         }
         if let Ok(bytes) = self.db.size_on_disk() {
             self.metrics.bytes.set(bytes as i64);
+        }
+    }
+}
+
+/// Sweeps `store` every `every` until `stop` turns true (or its sender is gone): the task
+/// the daemon runs next to the store.
+pub async fn sweep_every(store: Arc<Store>, every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let stopped = tokio::select! {
+            _ = ticks.tick() => false,
+            _ = stop.wait_for(|stop| *stop) => true,
+        };
+        if stopped {
+            break;
+        }
+        let store = Arc::clone(&store);
+        // sled blocks; keep it off the async workers.
+        match tokio::task::spawn_blocking(move || store.sweep(SystemTime::now())).await {
+            Ok(Ok(swept)) if swept != Swept::default() => {
+                tracing::debug!(?swept, "store swept");
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) => tracing::warn!(error = %err, "store sweep failed"),
+            Err(err) => tracing::warn!(error = %err, "store sweep task failed"),
         }
     }
 }

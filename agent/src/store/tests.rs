@@ -257,3 +257,35 @@ fn a_second_open_of_the_same_database_is_an_error() {
     let err = Store::open(dir.path(), StoreConfig::default(), &Metrics::new()).unwrap_err();
     assert!(matches!(err, StoreError::Open { .. }), "{err}");
 }
+
+#[tokio::test]
+async fn the_sweeper_task_removes_lapsed_records_until_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path());
+    let store = std::sync::Arc::new(store);
+    // Lapsed long ago, and one that holds for an hour.
+    store
+        .put_decision(&decision("192.0.2.1", 100), Durability::Lazy)
+        .unwrap();
+    let hour = SystemTime::now() + Duration::from_secs(3600);
+    let holds = Decision {
+        until: hour,
+        ..decision("192.0.2.2", 0)
+    };
+    store.put_decision(&holds, Durability::Lazy).unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(sweep_every(
+        std::sync::Arc::clone(&store),
+        Duration::from_millis(10),
+        stop_rx,
+    ));
+    for _ in 0..3000 {
+        if store.entries()[0].1 == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(store.decisions().unwrap(), [holds]);
+    stop_tx.send(true).unwrap();
+    task.await.unwrap();
+}

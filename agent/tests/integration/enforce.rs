@@ -139,17 +139,17 @@ fn an_element_expires_by_itself() {
     let mut nft = backend(&lab, false, &Metrics::new());
     nft.apply(&[block("10.77.0.2", 2)], SystemTime::now())
         .unwrap();
-    assert_eq!(elements(&lab, "blocked_v4"), ["10.77.0.2"]);
+    assert_eq!(elements(&lab, "v4_addrs"), ["10.77.0.2"]);
     assert!(arrived(&lab, A4, &["10.77.0.2"], "10.77.0.3").is_empty());
     // Wait for the kernel, not for a clock: the element is gone when the set says so.
     for _ in 0..300 {
-        if elements(&lab, "blocked_v4").is_empty() {
+        if elements(&lab, "v4_addrs").is_empty() {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(
-        elements(&lab, "blocked_v4").is_empty(),
+        elements(&lab, "v4_addrs").is_empty(),
         "the element did not expire"
     );
     assert_eq!(
@@ -175,7 +175,7 @@ fn a_cidr_blocks_every_address_inside_it() {
     let mut nft = backend(&lab, false, &Metrics::new());
     nft.apply(&[block("10.77.0.0/30", 600)], SystemTime::now())
         .unwrap();
-    assert_eq!(elements(&lab, "blocked_v4"), ["10.77.0.0/30"]);
+    assert_eq!(elements(&lab, "v4_nets"), ["10.77.0.0/30"]);
     assert!(arrived(&lab, A4, &["10.77.0.2", "10.77.0.3"], "10.77.0.20").is_empty());
 }
 
@@ -185,7 +185,7 @@ fn ipv6_sources_are_blocked() {
     let mut nft = backend(&lab, false, &Metrics::new());
     nft.apply(&[block("fd77::2", 600)], SystemTime::now())
         .unwrap();
-    assert_eq!(elements(&lab, "blocked_v6"), ["fd77::2"]);
+    assert_eq!(elements(&lab, "v6_addrs"), ["fd77::2"]);
     assert!(arrived(&lab, A6, &["fd77::2"], "fd77::3").is_empty());
     assert_eq!(
         arrived(&lab, A4, &["10.77.0.2"], "10.77.0.3"),
@@ -194,7 +194,7 @@ fn ipv6_sources_are_blocked() {
 }
 
 #[test]
-fn a_longer_block_inside_a_network_outlives_it() {
+fn an_address_blocked_inside_a_network_outlives_it() {
     let lab = Lab::new();
     let mut nft = backend(&lab, false, &Metrics::new());
     // One batch, one transaction: the /30 and, inside it, .2 for longer.
@@ -203,17 +203,15 @@ fn a_longer_block_inside_a_network_outlives_it() {
         SystemTime::now(),
     )
     .unwrap();
-    assert_eq!(
-        elements(&lab, "blocked_v4"),
-        ["10.77.0.0/31", "10.77.0.2", "10.77.0.3"]
-    );
+    assert_eq!(elements(&lab, "v4_nets"), ["10.77.0.0/30"]);
+    assert_eq!(elements(&lab, "v4_addrs"), ["10.77.0.2"]);
     assert!(arrived(&lab, A4, &["10.77.0.2", "10.77.0.3"], "10.77.0.20").is_empty());
-    // Lifting the network keeps the longer block.
+    // Lifting the network keeps the address blocked.
     let lift = Change::Unblock {
         subject: "10.77.0.0/30".parse().unwrap(),
     };
     nft.apply(&[lift], SystemTime::now()).unwrap();
-    assert_eq!(elements(&lab, "blocked_v4"), ["10.77.0.2"]);
+    assert!(elements(&lab, "v4_nets").is_empty());
     assert_eq!(
         arrived(&lab, A4, &["10.77.0.2", "10.77.0.3"], "10.77.0.20"),
         ["10.77.0.3"]
@@ -221,21 +219,21 @@ fn a_longer_block_inside_a_network_outlives_it() {
 }
 
 #[test]
-fn a_longer_block_arriving_later_cuts_the_network_in_one_transaction() {
+fn a_longer_network_block_arriving_later_cuts_the_outer_one_in_one_transaction() {
     let lab = Lab::new();
     let metrics = Metrics::new();
     let mut nft = backend(&lab, false, &metrics);
-    nft.apply(&[block("10.77.0.0/30", 600)], SystemTime::now())
+    nft.apply(&[block("10.77.0.0/29", 600)], SystemTime::now())
         .unwrap();
-    // The /30 is replaced by its pieces and the longer /32 in one batch: no moment without
-    // a block, and no overlap refused by the kernel.
+    // The /29 is replaced by its pieces around the longer /31 in one batch: no moment
+    // without a block, and no overlap refused by the kernel.
     let applied = nft
-        .apply(&[block("10.77.0.2", 3600)], SystemTime::now())
+        .apply(&[block("10.77.0.2/31", 3600)], SystemTime::now())
         .unwrap();
     assert_eq!((applied.added, applied.removed), (3, 1));
     assert_eq!(
-        elements(&lab, "blocked_v4"),
-        ["10.77.0.0/31", "10.77.0.2", "10.77.0.3"]
+        elements(&lab, "v4_nets"),
+        ["10.77.0.0/31", "10.77.0.2/31", "10.77.0.4/30"]
     );
     assert!(arrived(&lab, A4, &["10.77.0.2", "10.77.0.3"], "10.77.0.20").is_empty());
     // The transaction succeeded the first time: no error, no fallback.
@@ -253,6 +251,13 @@ fn a_longer_block_arriving_later_cuts_the_network_in_one_transaction() {
         text.contains("swarmguard_nft_operations_total{op=\"apply\"} 1"),
         "{text}"
     );
+
+    // Lifting the outer network leaves the inner one.
+    let lift = Change::Unblock {
+        subject: "10.77.0.0/29".parse().unwrap(),
+    };
+    nft.apply(&[lift], SystemTime::now()).unwrap();
+    assert_eq!(elements(&lab, "v4_nets"), ["10.77.0.2/31"]);
 }
 
 #[test]
@@ -307,7 +312,7 @@ fn reconcile_removes_what_no_decision_holds_and_repairs_the_table() {
     restarted
         .reconcile(&[decision("10.77.0.2", 600)], SystemTime::now())
         .unwrap();
-    assert_eq!(elements(&lab, "blocked_v4"), ["10.77.0.2"]);
+    assert_eq!(elements(&lab, "v4_addrs"), ["10.77.0.2"]);
     assert_eq!(
         arrived(&lab, A4, &["10.77.0.2", "10.77.0.3"], "10.77.0.20"),
         ["10.77.0.3"]
@@ -394,29 +399,30 @@ fn a_backend_that_cannot_load_says_so_and_does_not_panic() {
 }
 
 #[test]
-fn nft_refusing_a_batch_is_reported_with_its_reason() {
+fn a_batch_refused_by_nft_is_repaired_by_reading_the_table() {
     let lab = Lab::new();
     let metrics = Metrics::new();
     let mut nft = backend(&lab, false, &metrics);
     nft.reconcile(&[], SystemTime::now()).unwrap();
-    // Make the set refuse elements: a foreign overlapping element the backend cannot know.
+    // A foreign element the backend cannot know about makes the set refuse the batch.
     lab.a.exec(&[
         "nft",
         "add",
         "element",
         "inet",
         "swarmguard",
-        "blocked_v4",
+        "v4_nets",
         "{ 10.77.0.0/24 }",
     ]);
-    // The batch fails, the backend re-reads the table, finds a foreign element without a
-    // timeout, removes it, and applies the decision.
-    nft.apply(&[block("10.77.0.2", 600)], SystemTime::now())
+    // The batch fails ("interval overlaps"), the backend re-reads the table, removes the
+    // element no decision holds, and applies the decision.
+    nft.apply(&[block("10.77.0.0/30", 600)], SystemTime::now())
         .unwrap();
-    assert_eq!(elements(&lab, "blocked_v4"), ["10.77.0.2"]);
+    assert_eq!(elements(&lab, "v4_nets"), ["10.77.0.0/30"]);
+    let text = metrics.render();
     assert!(
-        metrics
-            .render()
-            .contains("swarmguard_nft_errors_total{op=\"apply\"} 1")
+        text.contains("swarmguard_nft_errors_total{op=\"apply\"} 1"),
+        "{text}"
     );
+    assert!(arrived(&lab, A4, &["10.77.0.2"], "10.77.0.20").is_empty());
 }
