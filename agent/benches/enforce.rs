@@ -135,7 +135,7 @@ fn main() {
         .reconcile(&active, SystemTime::now())
         .expect("reconcile");
     let idempotent = start.elapsed();
-    assert!(again.is_noop());
+    assert!(again.is_noop(), "second reconcile changed {again:?}");
 
     println!();
     println!(

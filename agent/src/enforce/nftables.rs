@@ -70,9 +70,13 @@ const SETS: [(&str, SetType, bool); 4] = [
 /// Ahead of the usual `filter` priority (0), so that the block applies before other
 /// chains' accepts are even evaluated.
 const PRIORITY: i32 = -10;
-/// How far a kernel element's expiry may be from its decision's `until` and still count
-/// as the same (the kernel reports whole seconds; a listing takes a moment).
-const TOLERANCE: Duration = Duration::from_secs(2);
+/// How much earlier than its decision's `until` a kernel element may expire and still count
+/// as the same: the kernel reports whole seconds, and a listing takes a moment.
+const EARLY: Duration = Duration::from_secs(2);
+/// How much later: the kernel starts an element's timeout when the transaction is applied,
+/// which for a large reconcile is seconds after the timeout was computed. A block that
+/// lasts a little longer than decided is left alone; one that would end early is not.
+const LATE: Duration = Duration::from_secs(60);
 /// An element this close to its expiry may be gone by the time a transaction reaches the
 /// kernel; it is left to lapse rather than deleted (see the module documentation).
 const LAPSING: Duration = Duration::from_secs(3);
@@ -205,6 +209,9 @@ impl NftBackend {
         self.desired.retain(|_, until| *until > now);
         let target = target(&self.desired);
         let listing = self.list_table()?;
+        // The kernel reports the seconds each element has left as of the listing, which can
+        // take a while for a big table: count from when it ended, not from `now`.
+        let listed_at = now.max(SystemTime::now());
         let mut commands = Vec::new();
         let mut applied = Applied::default();
         match listing.as_deref().map(Listing::parse) {
@@ -212,7 +219,7 @@ impl NftBackend {
                 let current: BTreeMap<IpNet, SystemTime> = listing
                     .elements
                     .iter()
-                    .map(|(net, expires)| (*net, expires.map_or(far_future(), |e| now + e)))
+                    .map(|(net, expires)| (*net, expires.map_or(far_future(), |e| listed_at + e)))
                     .collect();
                 let removed: Vec<(IpNet, SystemTime)> = current
                     .iter()
@@ -688,9 +695,9 @@ fn timeout_secs(until: SystemTime, now: SystemTime) -> u32 {
     secs.clamp(1, u64::from(u32::MAX)) as u32
 }
 
-fn close(a: SystemTime, b: SystemTime) -> bool {
-    let diff = a.duration_since(b).or_else(|_| b.duration_since(a));
-    diff.is_ok_and(|diff| diff <= TOLERANCE)
+/// Whether a kernel element expiring at `kernel` carries out a decision until `until`.
+fn close(kernel: SystemTime, until: SystemTime) -> bool {
+    kernel + EARLY >= until && kernel <= until + LATE
 }
 
 /// An element without a timeout never lapses; it compares as far beyond any decision.
@@ -897,6 +904,16 @@ mod tests {
         assert_eq!(set_of(&"10.0.0.9/32".parse().unwrap()), "v4_addrs");
         assert_eq!(set_of(&"10.0.2.0/23".parse().unwrap()), "v4_nets");
         assert_eq!(set_of(&"fd00::/8".parse().unwrap()), "v6_nets");
+    }
+
+    #[test]
+    fn a_kernel_expiry_a_little_late_is_the_same_but_early_is_not() {
+        let until = SystemTime::UNIX_EPOCH + Duration::from_secs(10_000);
+        assert!(close(until, until));
+        assert!(close(until - Duration::from_secs(1), until));
+        assert!(close(until + Duration::from_secs(30), until));
+        assert!(!close(until - Duration::from_secs(5), until));
+        assert!(!close(until + Duration::from_secs(600), until));
     }
 
     #[test]

@@ -267,6 +267,8 @@ fn reconcile_is_idempotent() {
         decision("10.77.0.2", 3600),
         decision("198.51.100.0/24", 7200),
         decision("198.51.100.7", 9000),
+        // Nested and longer-lived: the /24 is cut into pieces around it.
+        decision("198.51.100.16/28", 9000),
         decision("2001:db8::/48", 3600),
         decision("fd77::2", 600),
         decision("evil.example", 600),
