@@ -166,3 +166,25 @@ fn a_missing_interface_is_picked_up_once_it_appears() {
     assert!(frame.data.ends_with(b"late interface"));
     capture.stop();
 }
+
+#[test]
+fn capture_on_any_gives_linux_cooked_frames() {
+    let lab = Lab::new();
+    let metrics = Metrics::new();
+    let config = CaptureConfig {
+        interfaces: vec!["any".to_owned()],
+        bpf: Some("udp port 9999".to_owned()),
+        ..CaptureConfig::default()
+    };
+    let (capture, mut rx) = lab.a.run(|| Capture::start(&config, &metrics));
+    wait_for_metric(&metrics, "swarmguard_capture_up{interface=\"any\"} 1");
+    lab.send("10.77.0.2", A4, 9999, b"cooked");
+    let frame = next_frame(&mut rx);
+    assert_eq!(frame.linktype, 113, "DLT_LINUX_SLL");
+    // A 16-byte cooked header whose protocol field says IPv4, then the IP header.
+    assert_eq!(&frame.data[14..16], &[0x08, 0x00]);
+    assert_eq!(&frame.data[28..32], &[10, 77, 0, 2]);
+    assert_eq!(&frame.data[32..36], &[10, 77, 0, 1]);
+    assert!(frame.data.ends_with(b"cooked"));
+    capture.stop();
+}
