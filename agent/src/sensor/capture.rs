@@ -95,8 +95,9 @@ pub struct Capture {
 }
 
 impl Capture {
-    /// Starts one thread per configured interface; returns the queue they feed. With no
-    /// interfaces configured, the queue simply stays empty.
+    /// Starts one thread per configured interface; returns the queue they feed. The queue
+    /// closes (`recv` gives `None`) once every thread has ended: at once when no interface
+    /// is configured, otherwise after [`Capture::stop`].
     pub fn start(config: &CaptureConfig, metrics: &Metrics) -> (Capture, mpsc::Receiver<Frame>) {
         let (tx, rx) = mpsc::channel(config.queue.max(1));
         let metrics = CaptureMetrics::new(metrics, config.queue);
