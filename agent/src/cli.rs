@@ -27,8 +27,8 @@ pub enum SwarmdCommand {
     CheckConfig(CheckConfigArgs),
     /// Run the packet rules over a capture file and write eve.json alerts.
     Replay(ReplayArgs),
-    /// Remove the agent's nftables table.
-    Cleanup,
+    /// Remove the agent's nftables table (`inet swarmguard`) from the kernel.
+    Cleanup(CleanupArgs),
     /// Start identityd and an agent on loopback with temporary state, to see them work.
     Demo,
     /// Write the man page or a shell completion script to stdout (for packagers).
@@ -51,6 +51,17 @@ pub struct RunArgs {
     /// Swarm gossip UDP address; overrides `gossip.listen`.
     #[arg(long, value_name = "ADDR")]
     pub gossip_listen: Option<SocketAddr>,
+    /// How decisions reach the kernel; overrides `enforce.backend`.
+    #[arg(long, value_name = "BACKEND", value_parser = ["nftables", "dry-run"])]
+    pub enforce: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CleanupArgs {
+    /// Configuration file, for `enforce.nft` [default: /etc/swarmguard/agent.toml when it
+    /// exists, built-in defaults otherwise].
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 /// `swarmd replay`: how teams test a rule on a capture before it ships.

@@ -9,6 +9,10 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use swarmguard_identity::daemon::{self, ConfigError, ConfigWarning, LogConfig, RawLog, Source};
 
+use crate::enforce::{BackendKind, EnforceConfig, NftCommand, NftConfig};
+use crate::sensor::capture::{self, CaptureConfig};
+use crate::store::StoreConfig;
+
 /// Where the packages install the file.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/swarmguard/agent.toml";
 /// Key, membership credential and database.
@@ -39,6 +43,12 @@ pub struct Config {
     /// Rule variables (`HOME_NET`, `SSH_PORTS`, ...) on top of Suricata's defaults; names
     /// ending in `_PORTS` (or Suricata's port groups) are port groups.
     pub rule_vars: crate::detect::rules::Vars,
+    /// Live packet capture.
+    pub capture: CaptureConfig,
+    /// How decisions reach the kernel.
+    pub enforce: EnforceConfig,
+    /// The database's limits and retention.
+    pub store: StoreConfig,
 }
 
 impl Default for Config {
@@ -93,6 +103,9 @@ impl Config {
                 .scenarios
                 .unwrap_or_else(|| vec![PathBuf::from(DEFAULT_SCENARIOS_DIR)]),
             rule_vars,
+            capture: raw.capture.validate(source)?,
+            enforce: raw.enforce.validate(source)?,
+            store: raw.store.validate(source)?,
         })
     }
 
@@ -125,6 +138,12 @@ struct RawConfig {
     gossip: RawGossip,
     #[serde(default)]
     rules: RawRules,
+    #[serde(default)]
+    capture: RawCapture,
+    #[serde(default)]
+    enforce: RawEnforce,
+    #[serde(default)]
+    store: RawStore,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -151,6 +170,150 @@ struct RawRules {
     paths: Option<Vec<PathBuf>>,
     scenarios: Option<Vec<PathBuf>>,
     vars: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCapture {
+    interfaces: Option<Vec<String>>,
+    bpf: Option<String>,
+    snaplen: Option<u32>,
+    promisc: Option<bool>,
+    queue: Option<usize>,
+}
+
+/// Linux interface names are at most 15 bytes (IFNAMSIZ - 1).
+const MAX_INTERFACE_NAME: usize = 15;
+
+impl RawCapture {
+    fn validate(self, source: &Source) -> Result<CaptureConfig, ConfigError> {
+        let defaults = CaptureConfig::default();
+        let interfaces = self.interfaces.unwrap_or_default();
+        for name in &interfaces {
+            if name.is_empty() || name.len() > MAX_INTERFACE_NAME || name.contains(['/', ' ']) {
+                return Err(source.key_error(
+                    "capture.interfaces",
+                    format!("invalid interface name \"{name}\""),
+                ));
+            }
+        }
+        let bpf = self.bpf.filter(|bpf| !bpf.trim().is_empty());
+        if let Some(bpf) = &bpf {
+            capture::check_filter(bpf).map_err(|err| {
+                source.key_error(
+                    "capture.bpf",
+                    format!("invalid BPF filter \"{bpf}\": {err}"),
+                )
+            })?;
+        }
+        let snaplen = self.snaplen.unwrap_or(defaults.snaplen);
+        if !(64..=262_144).contains(&snaplen) {
+            return Err(source.key_error(
+                "capture.snaplen",
+                format!("{snaplen} is out of range (64 to 262144 bytes)"),
+            ));
+        }
+        let queue = self.queue.unwrap_or(defaults.queue);
+        if !(1..=1_048_576).contains(&queue) {
+            return Err(source.key_error(
+                "capture.queue",
+                format!("{queue} is out of range (1 to 1048576 frames)"),
+            ));
+        }
+        Ok(CaptureConfig {
+            interfaces,
+            bpf,
+            snaplen,
+            promisc: self.promisc.unwrap_or(defaults.promisc),
+            queue,
+        })
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEnforce {
+    backend: Option<String>,
+    forward: Option<bool>,
+    nft: Option<Vec<String>>,
+}
+
+impl RawEnforce {
+    fn validate(self, source: &Source) -> Result<EnforceConfig, ConfigError> {
+        let backend = match self.backend.as_deref() {
+            None => BackendKind::Nftables,
+            Some(name) => BackendKind::from_name(name).ok_or_else(|| {
+                source.key_error(
+                    "enforce.backend",
+                    format!("unknown backend \"{name}\", expected nftables or dry-run"),
+                )
+            })?,
+        };
+        let command = match self.nft {
+            None => NftCommand::default(),
+            Some(argv) => NftCommand::new(argv).ok_or_else(|| {
+                source.key_error(
+                    "enforce.nft",
+                    "the command is empty; the default is [\"nft\"]",
+                )
+            })?,
+        };
+        Ok(EnforceConfig {
+            backend,
+            nft: NftConfig {
+                command,
+                forward: self.forward.unwrap_or(false),
+            },
+        })
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    cache_mib: Option<u64>,
+    history_retention: Option<String>,
+    peer_retention: Option<String>,
+    max_entries: Option<u64>,
+}
+
+impl RawStore {
+    fn validate(self, source: &Source) -> Result<StoreConfig, ConfigError> {
+        let defaults = StoreConfig::default();
+        let cache_bytes = match self.cache_mib {
+            None => defaults.cache_bytes,
+            Some(mib @ 1..=4096) => mib * 1024 * 1024,
+            Some(mib) => {
+                return Err(source.key_error(
+                    "store.cache_mib",
+                    format!("{mib} is out of range (1 to 4096 MiB)"),
+                ));
+            }
+        };
+        let duration = |key: &str, value: Option<String>, default| match value {
+            None => Ok(default),
+            Some(text) => daemon::parse_duration(source, key, &text),
+        };
+        let max_entries = self.max_entries.unwrap_or(defaults.max_entries);
+        if max_entries == 0 {
+            return Err(source.key_error("store.max_entries", "must be at least 1"));
+        }
+        Ok(StoreConfig {
+            cache_bytes,
+            history_retention: duration(
+                "store.history_retention",
+                self.history_retention,
+                defaults.history_retention,
+            )?,
+            peer_retention: duration(
+                "store.peer_retention",
+                self.peer_retention,
+                defaults.peer_retention,
+            )?,
+            max_entries,
+            ..defaults
+        })
+    }
 }
 
 #[cfg(test)]
@@ -191,6 +354,84 @@ mod tests {
         assert_eq!(shipped.rule_paths, defaults.rule_paths);
         assert_eq!(shipped.scenario_paths, defaults.scenario_paths);
         assert_eq!(shipped.log.level, defaults.log.level);
+        assert_eq!(shipped.capture, defaults.capture);
+        assert_eq!(shipped.enforce, defaults.enforce);
+        assert_eq!(shipped.store, defaults.store);
+    }
+
+    #[test]
+    fn capture_enforce_and_store_keys_are_read() {
+        let config = load(
+            "[capture]\ninterfaces = [\"eth0\", \"any\"]\nbpf = \"not port 7300\"\nsnaplen = 1500\n\
+             promisc = true\nqueue = 100\n\
+             [enforce]\nbackend = \"dry-run\"\nforward = true\nnft = [\"ip\", \"netns\", \"exec\", \"lab\", \"nft\"]\n\
+             [store]\ncache_mib = 8\nhistory_retention = \"7d\"\npeer_retention = \"1h\"\nmax_entries = 50\n",
+        )
+        .unwrap();
+        assert_eq!(config.capture.interfaces, ["eth0", "any"]);
+        assert_eq!(config.capture.bpf.as_deref(), Some("not port 7300"));
+        assert_eq!(
+            (
+                config.capture.snaplen,
+                config.capture.promisc,
+                config.capture.queue
+            ),
+            (1500, true, 100)
+        );
+        assert_eq!(config.enforce.backend, BackendKind::DryRun);
+        assert!(config.enforce.nft.forward);
+        assert_eq!(
+            config.enforce.nft.command.argv(),
+            ["ip", "netns", "exec", "lab", "nft"]
+        );
+        assert_eq!(config.store.cache_bytes, 8 << 20);
+        assert_eq!(
+            config.store.history_retention,
+            std::time::Duration::from_secs(7 * 86400)
+        );
+        assert_eq!(
+            config.store.peer_retention,
+            std::time::Duration::from_secs(3600)
+        );
+        assert_eq!(config.store.max_entries, 50);
+    }
+
+    #[test]
+    fn bad_capture_enforce_and_store_values_name_their_key() {
+        for (text, key) in [
+            (
+                "[capture]\nbpf = \"port banana\"\n",
+                "capture.bpf: invalid BPF filter",
+            ),
+            (
+                "[capture]\nsnaplen = 10\n",
+                "capture.snaplen: 10 is out of range",
+            ),
+            ("[capture]\nqueue = 0\n", "capture.queue: 0 is out of range"),
+            (
+                "[capture]\ninterfaces = [\"\"]\n",
+                "capture.interfaces: invalid interface name",
+            ),
+            (
+                "[enforce]\nbackend = \"iptables\"\n",
+                "enforce.backend: unknown backend \"iptables\"",
+            ),
+            ("[enforce]\nnft = []\n", "enforce.nft: the command is empty"),
+            (
+                "[store]\ncache_mib = 0\n",
+                "store.cache_mib: 0 is out of range",
+            ),
+            (
+                "[store]\nhistory_retention = \"soon\"\n",
+                "store.history_retention: invalid duration",
+            ),
+        ] {
+            let err = load(text).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("agent.toml: {key}")),
+                "{text:?} gave {err}"
+            );
+        }
     }
 
     #[test]

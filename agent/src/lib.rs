@@ -8,10 +8,15 @@
 //!
 //! - [`config`]: `agent.toml`, read in two stages (raw serde, then validated).
 //! - [`api`]: the Prometheus `/metrics` endpoint.
-//! - [`sensor`]: where frames come from ([`sensor::pcap_file`] for capture files).
+//! - [`sensor`]: where frames come from: live capture through libpcap into a bounded
+//!   queue ([`sensor::capture`]), capture files ([`sensor::pcap_file`]).
 //! - [`detect`]: Suricata-format packet rules and the engine that matches them; the
 //!   [`detect::Alert`] every detection produces.
 //! - [`replay`]: `swarmd replay`, rule files and a capture in, eve.json out.
+//! - [`decide`]: the [`decide::Decision`] this host enforces (the policy lands here).
+//! - [`enforce`]: the nftables and dry-run backends; the only code that touches the kernel's
+//!   packet filter.
+//! - [`store`]: the sled database: decisions, ban history, signals, peers.
 //! - [`subject`]: [`subject::Subject`], the address, network or domain that signals report
 //!   and decisions act on.
 //! - [`daemon`]: [`daemon::run`] wires the stages together for `swarmd run`.
@@ -22,7 +27,10 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod decide;
 pub mod detect;
+pub mod enforce;
 pub mod replay;
 pub mod sensor;
+pub mod store;
 pub mod subject;

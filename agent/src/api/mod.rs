@@ -9,6 +9,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
+use prometheus::core::Collector;
 use prometheus::{Encoder, IntGaugeVec, Opts, Registry, TextEncoder};
 use tokio::net::TcpListener;
 
@@ -38,6 +39,16 @@ impl Metrics {
 
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// Registers `collector` and hands it back for the stage to keep. A second registration
+    /// of the same name (a stage started twice on one registry, as tests do) is logged and
+    /// the metric still works; it is just not exported twice.
+    pub fn register<C: Collector + Clone + 'static>(&self, collector: C) -> C {
+        if let Err(err) = self.registry.register(Box::new(collector.clone())) {
+            tracing::debug!(%err, "metric not registered");
+        }
+        collector
     }
 
     /// The Prometheus text exposition of every registered metric.

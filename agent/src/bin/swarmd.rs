@@ -5,9 +5,13 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{CommandFactory, Parser};
-use swarmguard_agent::cli::{CheckConfigArgs, ReplayArgs, RunArgs, SwarmdCli, SwarmdCommand};
+use swarmguard_agent::api::Metrics;
+use swarmguard_agent::cli::{
+    CheckConfigArgs, CleanupArgs, ReplayArgs, RunArgs, SwarmdCli, SwarmdCommand,
+};
 use swarmguard_agent::config::Config;
 use swarmguard_agent::daemon::{self, Sockets};
+use swarmguard_agent::enforce::{Backend, BackendKind, NftBackend, TABLE};
 use swarmguard_identity::cli_docs;
 use swarmguard_identity::daemon::{self as edge, EXIT_USAGE, Source};
 
@@ -28,14 +32,9 @@ fn main() -> ExitCode {
         SwarmdCommand::CheckConfig(args) => check_config(&args),
         SwarmdCommand::Demo => demo(),
         SwarmdCommand::Replay(args) => replay(&args),
-        SwarmdCommand::Cleanup => not_yet("cleanup"),
+        SwarmdCommand::Cleanup(args) => cleanup(&args),
         SwarmdCommand::Generate(args) => cli_docs::run(SwarmdCli::command(), args.what),
     }
-}
-
-fn not_yet(name: &str) -> ExitCode {
-    eprintln!("swarmd {name}: not implemented in this version");
-    ExitCode::FAILURE
 }
 
 /// `swarmd replay`: exit 0 when the capture was read (even if some rules were skipped), 1
@@ -100,6 +99,37 @@ fn replay(args: &ReplayArgs) -> ExitCode {
     }
 }
 
+/// Removes the nftables table, whichever backend the configuration names: cleanup is about
+/// what is left in the kernel.
+fn cleanup(args: &CleanupArgs) -> ExitCode {
+    let config = match Config::load(args.config.as_deref()) {
+        Ok((config, _)) => config,
+        Err(err) => {
+            eprintln!("{err}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let mut backend = NftBackend::new(config.enforce.nft, &Metrics::new());
+    let result = backend.list_table().and_then(|listed| match listed {
+        None => Ok(false),
+        Some(_) => backend.cleanup().map(|()| true),
+    });
+    match result {
+        Ok(true) => {
+            println!("removed nftables table inet {TABLE}");
+            ExitCode::SUCCESS
+        }
+        Ok(false) => {
+            println!("no nftables table inet {TABLE}: nothing to remove");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("swarmd cleanup: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn check_config(args: &CheckConfigArgs) -> ExitCode {
     let text = match std::fs::read_to_string(&args.file) {
         Ok(text) => text,
@@ -143,6 +173,9 @@ fn run(args: RunArgs) -> ExitCode {
     }
     if let Some(addr) = args.gossip_listen {
         config.gossip_listen = addr;
+    }
+    if let Some(backend) = args.enforce.as_deref().and_then(BackendKind::from_name) {
+        config.enforce.backend = backend;
     }
     edge::init_logging(&config.log);
     match run_until_signal(config) {

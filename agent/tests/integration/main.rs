@@ -1,11 +1,16 @@
 //! The agent's integration tests: the daemon driven in-process through
 //! [`swarmguard_agent::daemon::run`] on sockets bound to `127.0.0.1:0`, and one module per
-//! area below.
+//! area: rule conformance and replay, and the sensor, store and enforcement stages on a real
+//! sled database and real libpcap and nftables in network namespaces the tests create.
 
+mod capture;
 mod conformance;
 mod default_rules;
+mod enforce;
 mod fixtures;
+mod netlab;
 mod replay_cli;
+mod store;
 
 use swarmguard_agent::config::Config;
 use swarmguard_agent::daemon::{self, Sockets};
