@@ -20,4 +20,5 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod detect;
+pub mod sensor;
 pub mod subject;

@@ -1,0 +1,1 @@
+//! The Suricata `eve.json` sensor (written later in this branch).
