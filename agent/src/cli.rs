@@ -85,9 +85,32 @@ pub enum SwarmctlCommand {
     /// Test or reload packet rules.
     Rules,
     /// Test log scenarios against a log file.
-    Scenarios,
+    #[command(subcommand)]
+    Scenarios(ScenariosCommand),
     /// A summary of the agent's metrics.
     Metrics,
     /// Request a membership credential from identityd.
     Credential,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScenariosCommand {
+    /// Run log scenarios over a log file and show which lines matched which scenario, with
+    /// the captured fields, and which buckets overflowed. With --json, one JSON object per
+    /// line: {"line": N, "scenario": NAME, "fields": {...}} for a matched line and
+    /// {"overflow": NAME, "ip": IP, "count": N} for an overflow.
+    Test(ScenariosTestArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ScenariosTestArgs {
+    /// The log file to read, from its first line (its own timestamps drive the buckets).
+    #[arg(long, value_name = "FILE")]
+    pub log: PathBuf,
+    /// Only this scenario.
+    #[arg(long, value_name = "NAME")]
+    pub scenario: Option<String>,
+    /// The scenario folder (or file).
+    #[arg(long, value_name = "DIR", default_value = crate::config::DEFAULT_SCENARIOS_DIR)]
+    pub scenarios: PathBuf,
 }

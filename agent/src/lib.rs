@@ -8,7 +8,9 @@
 //!
 //! - [`config`]: `agent.toml`, read in two stages (raw serde, then validated).
 //! - [`api`]: the Prometheus `/metrics` endpoint.
-//! - [`detect`]: the [`detect::Alert`] every detection produces (rules and scenarios land here).
+//! - [`detect`]: the [`detect::Alert`] every detection produces, and log scenarios.
+//! - [`sensor`]: log files and the journal (`tail -F`), Suricata `eve.json`.
+//! - [`scenario_test`]: `swarmctl scenarios test`, log scenarios over a file, explained.
 //! - [`subject`]: [`subject::Subject`], the address, network or domain that signals report
 //!   and decisions act on.
 //! - [`daemon`]: [`daemon::run`] wires the stages together for `swarmd run`.
@@ -20,5 +22,6 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod detect;
+pub mod scenario_test;
 pub mod sensor;
 pub mod subject;

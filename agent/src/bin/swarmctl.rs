@@ -3,7 +3,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use swarmguard_agent::cli::{SwarmctlCli, SwarmctlCommand};
+use swarmguard_agent::cli::{ScenariosCommand, SwarmctlCli, SwarmctlCommand};
+use swarmguard_agent::scenario_test;
 use swarmguard_identity::daemon::EXIT_USAGE;
 
 fn main() -> ExitCode {
@@ -19,12 +20,17 @@ fn main() -> ExitCode {
         }
     };
     let name = match cli.command {
+        SwarmctlCommand::Scenarios(ScenariosCommand::Test(args)) => {
+            let stdout = std::io::stdout();
+            let stderr = std::io::stderr();
+            let code = scenario_test::run(&args, cli.json, &mut stdout.lock(), &mut stderr.lock());
+            return ExitCode::from(code);
+        }
         SwarmctlCommand::Status => "status",
         SwarmctlCommand::Peers => "peers",
         SwarmctlCommand::Alerts => "alerts",
         SwarmctlCommand::Decisions => "decisions",
         SwarmctlCommand::Rules => "rules",
-        SwarmctlCommand::Scenarios => "scenarios",
         SwarmctlCommand::Metrics => "metrics",
         SwarmctlCommand::Credential => "credential",
     };

@@ -402,7 +402,11 @@ fn apply(
         },
         None => None,
     };
-    let user = hit.caps.name("user").map(|m| m.as_str());
+    let user = hit
+        .caps
+        .name("user")
+        .map(|m| m.as_str())
+        .filter(|u| !u.is_empty());
     let key = scenario
         .session
         .as_ref()

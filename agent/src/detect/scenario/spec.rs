@@ -422,13 +422,14 @@ pub fn parse_scenario(file: &Path, text: &str) -> Result<Scenario, ScenarioError
     })
 }
 
+/// The reason of a regex error without the (expanded, often long) pattern it quotes.
 fn one_line(err: &regex::Error) -> String {
-    err.to_string()
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
+    let text = err.to_string();
+    text.lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("error: "))
+        .map(str::to_owned)
+        .unwrap_or_else(|| text.lines().map(str::trim).collect::<Vec<_>>().join(" "))
 }
 
 /// Loads scenario files, and the `*.toml` files of folders (in name order). Returns what
