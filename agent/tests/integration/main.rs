@@ -1,5 +1,8 @@
 //! The agent driven in-process through [`swarmguard_agent::daemon::run`], on sockets bound
-//! to `127.0.0.1:0`.
+//! to `127.0.0.1:0`, and the parts of it that run on external test material.
+
+mod logs_conformance;
+mod scenarios_cli;
 
 use swarmguard_agent::config::Config;
 use swarmguard_agent::daemon::{self, Sockets};
