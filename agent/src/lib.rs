@@ -9,6 +9,7 @@
 //! - [`config`]: `agent.toml`, read in two stages (raw serde, then validated).
 //! - [`api`]: the Prometheus `/metrics` endpoint.
 //! - [`detect`]: the [`detect::Alert`] every detection produces, and log scenarios.
+//! - [`logs`]: log detection as the daemon runs it (sensors -> scenarios -> alerts).
 //! - [`sensor`]: log files and the journal (`tail -F`), Suricata `eve.json`.
 //! - [`scenario_test`]: `swarmctl scenarios test`, log scenarios over a file, explained.
 //! - [`subject`]: [`subject::Subject`], the address, network or domain that signals report
@@ -22,6 +23,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod detect;
+pub mod logs;
 pub mod scenario_test;
 pub mod sensor;
 pub mod subject;
