@@ -81,7 +81,10 @@ fn ours(scenarios: &[Scenario], path: &Path, runs: usize) -> (f64, u64, u64) {
 /// `taskset` exists; and its "matched" count.
 fn theirs(filter: &str, path: &Path, lines: usize, runs: usize) -> Option<(f64, String)> {
     let wanted = std::env::var("BENCH_THEIRS").map_or(true, |v| v != "0");
-    let exists = Command::new("fail2ban-regex").arg("--version").output().is_ok();
+    let exists = Command::new("fail2ban-regex")
+        .arg("--version")
+        .output()
+        .is_ok();
     if !wanted || !exists {
         return None;
     }
@@ -96,7 +99,10 @@ fn theirs(filter: &str, path: &Path, lines: usize, runs: usize) -> Option<(f64, 
         } else {
             Command::new("fail2ban-regex")
         };
-        command.arg(path).arg(filter).args(["--print-no-missed", "--print-no-ignored"]);
+        command
+            .arg(path)
+            .arg(filter)
+            .args(["--print-no-missed", "--print-no-ignored"]);
         let start = Instant::now();
         let output = command.output().ok()?;
         let elapsed = start.elapsed().max(Duration::from_millis(1));
@@ -143,7 +149,12 @@ fn main() {
         ),
         (
             "nginx",
-            &["nginx-http-auth", "nginx-botsearch", "nginx-bad-request", "nginx-forbidden"],
+            &[
+                "nginx-http-auth",
+                "nginx-botsearch",
+                "nginx-bad-request",
+                "nginx-forbidden",
+            ],
             &[
                 "http-auth-bf",
                 "http-401-bf",
