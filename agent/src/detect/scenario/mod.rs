@@ -22,7 +22,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use regex::{Captures, Regex, RegexSet, RegexSetBuilder};
+use regex::bytes::{Captures, Regex, RegexSet, RegexSetBuilder};
 
 use crate::detect::{Alert, Evidence, RuleRef};
 pub use bucket::{Buckets, Poured};
@@ -249,6 +249,7 @@ impl Engine {
             })
             .collect();
         let set = RegexSetBuilder::new(regexes.iter().map(|&u| self.unique[u].as_str()))
+            .unicode(false)
             .size_limit(256 << 20)
             .dfa_size_limit(16 << 20)
             .build()
@@ -281,7 +282,7 @@ impl Engine {
         if matcher.scenarios.is_empty() {
             return;
         }
-        let hits = matcher.set.matches(line);
+        let hits = matcher.set.matches(line.as_bytes());
         if !hits.matched_any() {
             return;
         }
@@ -302,7 +303,7 @@ impl Engine {
             let caps = match captured.iter().find(|(s, _)| *s == slot) {
                 Some((_, caps)) => caps,
                 None => {
-                    let caps = self.unique[matcher.regexes[slot]].captures(line);
+                    let caps = self.unique[matcher.regexes[slot]].captures(line.as_bytes());
                     captured.push((slot, caps));
                     &captured[captured.len() - 1].1
                 }
@@ -393,7 +394,7 @@ fn apply(
     out: &mut Vec<Event>,
 ) {
     let line_ip = match hit.caps.name("ip") {
-        Some(text) => match parse_ip(text.as_str()) {
+        Some(found) => match text(found).and_then(parse_ip) {
             Some(ip) => Some(ip),
             None => {
                 stats.bad_address += 1;
@@ -405,13 +406,13 @@ fn apply(
     let user = hit
         .caps
         .name("user")
-        .map(|m| m.as_str())
+        .and_then(text)
         .filter(|u| !u.is_empty());
     let key = scenario
         .session
         .as_ref()
         .and_then(|s| hit.caps.name(&s.key))
-        .map(|m| m.as_str());
+        .and_then(text);
     let ip = match key {
         None => match (hit.kind, line_ip) {
             (Kind::Failure, Some(ip)) => ip,
@@ -505,7 +506,13 @@ fn apply(
             .regex
             .capture_names()
             .flatten()
-            .filter_map(|name| Some((name.to_owned(), hit.caps.name(name)?.as_str().to_owned())))
+            .filter_map(|name| {
+                let value = hit.caps.name(name)?;
+                Some((
+                    name.to_owned(),
+                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                ))
+            })
             .collect();
         match fields.iter_mut().find(|(name, _)| name == "ip") {
             Some(field) => field.1 = ip.to_string(),
@@ -521,7 +528,7 @@ fn apply(
         .bucket
         .distinct
         .as_ref()
-        .map(|field| hit.caps.name(field).map_or("", |m| m.as_str()));
+        .map(|field| hit.caps.name(field).and_then(text).unwrap_or(""));
     match state.buckets.pour(ip, hit.time, distinct) {
         Poured::Overflow { count } => {
             stats.overflows += 1;
@@ -552,6 +559,11 @@ fn apply(
         Poured::Full => stats.buckets_full += 1,
         Poured::Added => {}
     }
+}
+
+/// A capture as text; `None` when it is not UTF-8 (then it is not a field we can use).
+fn text(m: regex::bytes::Match<'_>) -> Option<&str> {
+    std::str::from_utf8(m.as_bytes()).ok()
 }
 
 /// Parses a captured address: IPv4 (leading zeros read as decimal, as log writers mean

@@ -7,7 +7,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use regex::Regex;
+use regex::bytes::{Regex, RegexBuilder};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -329,7 +329,13 @@ pub fn parse_scenario(file: &Path, text: &str) -> Result<Scenario, ScenarioError
         } else {
             body
         };
-        Regex::new(&full).map_err(|err| error(offset, format!("invalid regex: {}", one_line(&err))))
+        // Byte regexes without Unicode classes: log lines are bytes, the fields we capture
+        // are ASCII, and ASCII-only classes make both the lazy DFA and the capture engines
+        // markedly faster than their UTF-8 automata.
+        RegexBuilder::new(&full)
+            .unicode(false)
+            .build()
+            .map_err(|err| error(offset, format!("invalid regex: {}", one_line(&err))))
     };
     let mut patterns = Vec::new();
     let mut captures = HashSet::new();
@@ -533,9 +539,9 @@ regex = 'Failed password for (?P<user>\S+) from <IP>'
         assert!(!scenario.reads("/var/log/syslog"));
         let caps = scenario.patterns[0]
             .regex
-            .captures("Failed password for root from 2001:db8::7 port 22")
+            .captures(b"Failed password for root from 2001:db8::7 port 22")
             .unwrap();
-        assert_eq!(&caps["ip"], "2001:db8::7");
+        assert_eq!(&caps["ip"], b"2001:db8::7");
         assert_eq!(scenario.patterns[0].line, 15);
     }
 
