@@ -80,12 +80,14 @@ fn ours(scenarios: &[Scenario], path: &Path, runs: usize) -> (f64, u64, u64) {
 /// fail2ban-regex's lines per second over `path` with `filter`, pinned to one core when
 /// `taskset` exists; and its "matched" count.
 fn theirs(filter: &str, path: &Path, lines: usize, runs: usize) -> Option<(f64, String)> {
-    let wanted = std::env::var("BENCH_THEIRS").map_or(true, |v| v != "0");
-    let exists = Command::new("fail2ban-regex")
+    if std::env::var("BENCH_THEIRS").is_ok_and(|v| v == "0") {
+        return None;
+    }
+    if Command::new("fail2ban-regex")
         .arg("--version")
         .output()
-        .is_ok();
-    if !wanted || !exists {
+        .is_err()
+    {
         return None;
     }
     let pinned = Command::new("taskset").arg("--version").output().is_ok();
