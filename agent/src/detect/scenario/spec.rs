@@ -200,7 +200,14 @@ struct RawPattern {
 
 /// Compiles one scenario file's text. `file` only names it in errors.
 pub fn parse_scenario(file: &Path, text: &str) -> Result<Scenario, ScenarioError> {
-    let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
+    // Counted on bytes: a span is a byte offset, and must not panic whatever it points at.
+    let line_of = |offset: usize| {
+        text.as_bytes()[..offset.min(text.len())]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
+    };
     let error = |offset: usize, message: String| ScenarioError {
         file: file.to_owned(),
         line: line_of(offset),
