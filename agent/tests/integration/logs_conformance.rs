@@ -137,31 +137,52 @@ const FAIL2BAN: &[Fail2banCase] = &[
         scenarios: &["http-probing"],
         unsupported: &[],
     },
+    Fail2banCase {
+        file: "apache-nohome",
+        scenarios: &["http-probing"],
+        unsupported: &[],
+    },
+    Fail2banCase {
+        file: "apache-noscript",
+        scenarios: &["http-noscript"],
+        unsupported: &[],
+    },
+    Fail2banCase {
+        file: "apache-overflows",
+        scenarios: &["http-exploit"],
+        unsupported: &[],
+    },
+    Fail2banCase {
+        file: "apache-shellshock",
+        scenarios: &["http-exploit"],
+        unsupported: &[],
+    },
+    Fail2banCase {
+        file: "apache-modsecurity",
+        scenarios: &["http-exploit"],
+        unsupported: &[],
+    },
+    Fail2banCase {
+        file: "nginx-limit-req",
+        scenarios: &["http-limit-req"],
+        unsupported: &[],
+    },
 ];
 
-/// fail2ban logs of nginx/Apache attacks for which no scenario ships (yet).
+/// fail2ban logs of nginx/Apache for which no scenario ships, and why.
 const FAIL2BAN_NOT_COVERED: &[(&str, &str)] = &[
     (
         "apache-badbots",
-        "user-agent lists: no scenario ships for bad bots",
-    ),
-    ("apache-fakegooglebot", "needs reverse DNS of the client"),
-    (
-        "apache-modsecurity",
-        "ModSecurity verdicts: no scenario ships",
-    ),
-    ("apache-nohome", "no scenario ships for ~user probing"),
-    (
-        "apache-noscript",
-        "no scenario ships for script-not-found floods",
+        "a list of e-mail harvesters' user agents; no scenario ships one (fail2ban's list is GPL)",
     ),
     (
-        "apache-overflows",
-        "no scenario ships for request overflows",
+        "apache-fakegooglebot",
+        "needs reverse DNS of the client, which the agent never does for log lines",
     ),
-    ("apache-pass", "port-knocking pass: not an attack"),
-    ("apache-shellshock", "no scenario ships for shellshock"),
-    ("nginx-limit-req", "rate-limit notices: no scenario ships"),
+    (
+        "apache-pass",
+        "fail2ban's port-knocking allow action, not an attack",
+    ),
 ];
 
 #[test]
