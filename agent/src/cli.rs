@@ -135,7 +135,8 @@ pub enum SwarmctlCommand {
     #[command(subcommand)]
     Rules(RulesCommand),
     /// Test log scenarios against a log file.
-    Scenarios,
+    #[command(subcommand)]
+    Scenarios(ScenariosCommand),
     /// A summary of the agent's metrics.
     Metrics,
     /// Request a membership credential from identityd.
@@ -162,4 +163,26 @@ pub struct RulesTestArgs {
     /// Set a rule variable, e.g. HOME_NET=[10.0.0.0/8].
     #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
     pub vars: Vec<(String, String)>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScenariosCommand {
+    /// Run log scenarios over a log file and show which lines matched which scenario, with
+    /// the captured fields, and which buckets overflowed. With --json, one JSON object per
+    /// line: {"line": N, "scenario": NAME, "fields": {...}} for a matched line and
+    /// {"overflow": NAME, "ip": IP, "count": N} for an overflow.
+    Test(ScenariosTestArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ScenariosTestArgs {
+    /// The log file to read, from its first line (its own timestamps drive the buckets).
+    #[arg(long, value_name = "FILE")]
+    pub log: PathBuf,
+    /// Only this scenario.
+    #[arg(long, value_name = "NAME")]
+    pub scenario: Option<String>,
+    /// The scenario folder (or file).
+    #[arg(long, value_name = "DIR", default_value = crate::config::DEFAULT_SCENARIOS_DIR)]
+    pub scenarios: PathBuf,
 }

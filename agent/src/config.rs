@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 use swarmguard_identity::daemon::{self, ConfigError, ConfigWarning, LogConfig, RawLog, Source};
@@ -49,7 +50,31 @@ pub struct Config {
     pub enforce: EnforceConfig,
     /// The database's limits and retention.
     pub store: StoreConfig,
+    /// How log files, the journal and Suricata's eve.json are followed.
+    pub logs: LogsConfig,
 }
+
+/// The `[logs]` table: following log files for scenarios and eve.json for alerts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogsConfig {
+    /// How often followed files are checked when inotify says nothing.
+    pub poll_interval: Duration,
+    /// Longer lines are cut to this many bytes (and counted).
+    pub max_line: usize,
+    /// Also read the systemd journal (`journalctl`) for scenarios with `journal:` sources.
+    pub journal: bool,
+    /// Lines waiting for detection, at most; a full queue makes the readers wait.
+    pub queue: usize,
+    /// Suricata eve.json files (or globs) whose alerts become the agent's own.
+    pub eve: Vec<PathBuf>,
+}
+
+/// `logs.poll_interval`.
+pub const DEFAULT_LOG_POLL_INTERVAL: &str = "250ms";
+/// `logs.max_line`, in bytes.
+pub const DEFAULT_LOG_MAX_LINE: usize = 16 * 1024;
+/// `logs.queue`, in lines.
+pub const DEFAULT_LOG_QUEUE: usize = 10_000;
 
 impl Default for Config {
     fn default() -> Self {
@@ -106,6 +131,7 @@ impl Config {
             capture: raw.capture.validate(source)?,
             enforce: raw.enforce.validate(source)?,
             store: raw.store.validate(source)?,
+            logs: raw.logs.validate(source)?,
         })
     }
 
@@ -144,6 +170,53 @@ struct RawConfig {
     enforce: RawEnforce,
     #[serde(default)]
     store: RawStore,
+    #[serde(default)]
+    logs: RawLogs,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLogs {
+    poll_interval: Option<String>,
+    max_line: Option<i64>,
+    journal: Option<bool>,
+    queue: Option<i64>,
+    eve: Option<Vec<PathBuf>>,
+}
+
+impl RawLogs {
+    fn validate(self, source: &Source) -> Result<LogsConfig, ConfigError> {
+        let poll = self
+            .poll_interval
+            .unwrap_or_else(|| DEFAULT_LOG_POLL_INTERVAL.to_owned());
+        let poll_interval = daemon::parse_duration(source, "logs.poll_interval", &poll)?;
+        if poll_interval < Duration::from_millis(1) || poll_interval > Duration::from_secs(60) {
+            return Err(source.key_error(
+                "logs.poll_interval",
+                format!("\"{poll}\" is outside 1ms..60s"),
+            ));
+        }
+        let bounded = |key: &str, value: Option<i64>, default: usize, min: usize, max: usize| {
+            let value = value.unwrap_or(default as i64);
+            usize::try_from(value)
+                .ok()
+                .filter(|v| (min..=max).contains(v))
+                .ok_or_else(|| source.key_error(key, format!("{value} is outside {min}..{max}")))
+        };
+        Ok(LogsConfig {
+            poll_interval,
+            max_line: bounded(
+                "logs.max_line",
+                self.max_line,
+                DEFAULT_LOG_MAX_LINE,
+                256,
+                1 << 20,
+            )?,
+            journal: self.journal.unwrap_or(false),
+            queue: bounded("logs.queue", self.queue, DEFAULT_LOG_QUEUE, 16, 1_000_000)?,
+            eve: self.eve.unwrap_or_default(),
+        })
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -354,6 +427,7 @@ mod tests {
         assert_eq!(shipped.rule_paths, defaults.rule_paths);
         assert_eq!(shipped.scenario_paths, defaults.scenario_paths);
         assert_eq!(shipped.log.level, defaults.log.level);
+        assert_eq!(shipped.logs, defaults.logs);
         assert_eq!(shipped.capture, defaults.capture);
         assert_eq!(shipped.enforce, defaults.enforce);
         assert_eq!(shipped.store, defaults.store);
@@ -440,6 +514,29 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "agent.toml: gossip.listen: invalid socket address \"1.2.3\""
+        );
+    }
+
+    #[test]
+    fn logs_table_is_validated() {
+        let config = load("[logs]\npoll_interval = \"50ms\"\nmax_line = 4096\njournal = true\neve = [\"/var/log/suricata/eve.json\"]\n").unwrap();
+        assert_eq!(config.logs.poll_interval, Duration::from_millis(50));
+        assert_eq!(config.logs.max_line, 4096);
+        assert!(config.logs.journal);
+        assert_eq!(
+            config.logs.eve,
+            [PathBuf::from("/var/log/suricata/eve.json")]
+        );
+        let err = load("[logs]\nmax_line = 10\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "agent.toml: logs.max_line: 10 is outside 256..1048576"
+        );
+        let err = load("[logs]\npoll_interval = \"often\"\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("agent.toml: logs.poll_interval: invalid duration"),
+            "{err}"
         );
     }
 

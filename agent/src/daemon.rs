@@ -38,6 +38,14 @@ pub async fn run(
         "swarmd started"
     );
     tracing::warn!("no membership credential: running standalone, without the swarm");
+    // Alerts wait here for the decision stage; until it lands they are logged.
+    let (alerts_tx, mut alerts_rx) = tokio::sync::mpsc::channel::<crate::detect::Alert>(1024);
+    let logs = crate::logs::start(&config, &metrics, alerts_tx, stop_rx.clone())?;
+    let alerts_task = tokio::spawn(async move {
+        while let Some(alert) = alerts_rx.recv().await {
+            tracing::warn!(rule = %alert.rule, src = ?alert.src, severity = %alert.severity, action = alert.action.as_str(), "alert");
+        }
+    });
     let metrics_task = tokio::spawn(api::serve_metrics(
         metrics,
         sockets.metrics,
@@ -47,6 +55,8 @@ pub async fn run(
     shutdown.await;
     edge::notify_stopping();
     let _ = stop_tx.send(true);
+    logs.stop().await;
+    alerts_task.abort();
     metrics_task.await.map_err(std::io::Error::other)??;
     let _ = watchdog.await;
     tracing::info!("swarmd stopped");

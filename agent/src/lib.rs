@@ -8,11 +8,14 @@
 //!
 //! - [`config`]: `agent.toml`, read in two stages (raw serde, then validated).
 //! - [`api`]: the Prometheus `/metrics` endpoint.
-//! - [`sensor`]: where frames come from: live capture through libpcap into a bounded
-//!   queue ([`sensor::capture`]), capture files ([`sensor::pcap_file`]).
-//! - [`detect`]: Suricata-format packet rules and the engine that matches them; the
-//!   [`detect::Alert`] every detection produces.
+//! - [`sensor`]: where input comes from: live capture through libpcap into a bounded
+//!   queue ([`sensor::capture`]), capture files ([`sensor::pcap_file`]), log files and the
+//!   journal (`tail -F`, [`sensor::log`]), Suricata `eve.json` ([`sensor::eve`]).
+//! - [`detect`]: Suricata-format packet rules and the engine that matches them, and log
+//!   scenarios; the [`detect::Alert`] every detection produces.
 //! - [`replay`]: `swarmd replay`, rule files and a capture in, eve.json out.
+//! - [`logs`]: log detection as the daemon runs it (sensors -> scenarios -> alerts).
+//! - [`scenario_test`]: `swarmctl scenarios test`, log scenarios over a file, explained.
 //! - [`decide`]: the [`decide::Decision`] this host enforces (the policy lands here).
 //! - [`enforce`]: the nftables and dry-run backends; the only code that touches the kernel's
 //!   packet filter.
@@ -30,7 +33,9 @@ pub mod daemon;
 pub mod decide;
 pub mod detect;
 pub mod enforce;
+pub mod logs;
 pub mod replay;
+pub mod scenario_test;
 pub mod sensor;
 pub mod store;
 pub mod subject;

@@ -3,7 +3,10 @@
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
-use swarmguard_agent::cli::{RulesCommand, RulesTestArgs, SwarmctlCli, SwarmctlCommand};
+use swarmguard_agent::cli::{
+    RulesCommand, RulesTestArgs, ScenariosCommand, SwarmctlCli, SwarmctlCommand,
+};
+use swarmguard_agent::scenario_test;
 use swarmguard_identity::cli_docs;
 use swarmguard_identity::daemon::EXIT_USAGE;
 
@@ -21,13 +24,18 @@ fn main() -> ExitCode {
     };
     let name = match cli.command {
         SwarmctlCommand::Generate(args) => return cli_docs::run(SwarmctlCli::command(), args.what),
+        SwarmctlCommand::Scenarios(ScenariosCommand::Test(args)) => {
+            let stdout = std::io::stdout();
+            let stderr = std::io::stderr();
+            let code = scenario_test::run(&args, cli.json, &mut stdout.lock(), &mut stderr.lock());
+            return ExitCode::from(code);
+        }
         SwarmctlCommand::Status => "status",
         SwarmctlCommand::Peers => "peers",
         SwarmctlCommand::Alerts => "alerts",
         SwarmctlCommand::Decisions => "decisions",
         SwarmctlCommand::Rules(RulesCommand::Test(args)) => return rules_test(&args, cli.json),
         SwarmctlCommand::Rules(RulesCommand::Reload) => "rules reload",
-        SwarmctlCommand::Scenarios => "scenarios",
         SwarmctlCommand::Metrics => "metrics",
         SwarmctlCommand::Credential => "credential",
     };

@@ -1,6 +1,8 @@
 //! Detection: matches what the sensors saw against packet rules (Suricata format) and log
 //! scenarios, and emits [`Alert`]s for the decision stage.
 //!
+//! - [`scenario`]: log scenarios (regexes, sessions, leaky buckets).
+//!
 //! **Invariant**: nothing in `detect` does I/O. Time comes in with the packet or log line;
 //! files are read by the caller and handed in as text.
 //!
@@ -22,6 +24,7 @@ pub mod flow;
 mod inspect;
 pub mod metrics;
 pub mod rules;
+pub mod scenario;
 mod threshold;
 
 pub use alert::{Action, Alert, Evidence, RuleRef, Severity};
