@@ -35,3 +35,5 @@ async fn run_serves_metrics_until_shutdown() {
     // Stopped means the port is released.
     assert!(TcpStream::connect(metrics_addr).await.is_err());
 }
+
+mod swarm_core;
