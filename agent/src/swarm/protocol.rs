@@ -67,6 +67,9 @@ pub struct SwarmConfig {
     pub max_events: usize,
     /// How many peers may be admitted (and expelled) at once; bounds all per-peer state.
     pub max_members: usize,
+    /// How long a refused signal (rate-limited, unknown origin, …) is not pulled again
+    /// when anti-entropy offers it.
+    pub retry_refused_after: Duration,
     /// How often to announce to the seeds again while no member is known.
     pub rejoin_interval: Duration,
     /// Seeds the RNG (member choice, SWIM), so that simulations repeat exactly.
@@ -93,6 +96,7 @@ impl Default for SwarmConfig {
             max_outbox: 4096,
             max_events: 65_536,
             max_members: 65_536,
+            retry_refused_after: Duration::from_secs(5),
             rejoin_interval: Duration::from_secs(5),
             seed: 0,
         }
@@ -125,6 +129,7 @@ pub struct Transmit {
 pub enum Event {
     /// A new, valid signal from the swarm (each `(origin, seq)` once).
     SignalReceived(Signal),
+    /// A member is alive: new, back, or restarted under a new incarnation.
     MemberUp(MemberId),
     /// The swarm declared a member failed (or it left).
     MemberDown(MemberId),
@@ -140,10 +145,7 @@ pub enum Event {
     /// origin until the bounded memory of asked origins fills.
     UnknownOrigin(PeerId),
     /// An expelled member's signals were forgotten; decisions must stop counting them.
-    SignalsWithdrawn {
-        origin: PeerId,
-        count: usize,
-    },
+    SignalsWithdrawn { origin: PeerId, count: usize },
 }
 
 /// Why [`Swarm::publish`] refused.
@@ -218,12 +220,15 @@ impl ActiveMembers {
         }
     }
 
-    fn rename(&mut self, before: &MemberId, after: MemberId) {
+    /// Whether `before` was active (and so `after` now is).
+    fn rename(&mut self, before: &MemberId, after: MemberId) -> bool {
         if let Some(&at) = self.index.get(&before.addr)
             && self.list[at] == *before
         {
             self.list[at] = after;
+            return true;
         }
+        false
     }
 }
 
@@ -248,6 +253,8 @@ pub struct Swarm {
     /// One token bucket per admitted origin.
     buckets: HashMap<PeerId, TokenBucket>,
     own_bucket: TokenBucket,
+    /// Hashes of signals refused lately, and until when not to pull them again.
+    refused: HashMap<u64, SystemTime>,
     /// Origins we raised [`Event::UnknownOrigin`] for, so we ask once each.
     asked: HashSet<PeerId>,
     last_seq: u64,
@@ -303,6 +310,7 @@ impl Swarm {
             live,
             buckets: HashMap::new(),
             own_bucket,
+            refused: HashMap::new(),
             asked: HashSet::new(),
             last_seq: 0,
             outbox: VecDeque::new(),
@@ -519,7 +527,7 @@ impl Swarm {
                 buckets,
                 complete,
                 hashes,
-            } => self.handle_have(from, buckets, complete, &hashes),
+            } => self.handle_have(now, from, buckets, complete, &hashes),
             Message::Pull(hashes) => {
                 let signals: Vec<Signal> = hashes
                     .iter()
@@ -570,27 +578,47 @@ impl Swarm {
                 return;
             }
         };
+        let id = signal.id();
+        match self.check_signal(now, from, signal) {
+            Ok(signal) => {
+                self.stats.signals_received += 1;
+                self.push(&signal, &[from.id, id.origin]);
+                self.emit(Event::SignalReceived(signal));
+            }
+            Err(DropReason::Duplicate) => self.stats.drop(DropReason::Duplicate),
+            Err(reason) => {
+                self.stats.drop(reason);
+                // Anti-entropy would offer it again next round; don't pull it for a while.
+                self.refuse(now, id.hash64());
+            }
+        }
+    }
+
+    /// Every check a signal must pass, cheap ones first; the signature (tens of µs) only
+    /// for what could be kept. Takes the signal in if it passes.
+    fn check_signal(
+        &mut self,
+        now: SystemTime,
+        from: Peer,
+        signal: Signal,
+    ) -> Result<Signal, DropReason> {
         let origin = signal.origin();
-        // Cheap checks first; the signature (tens of µs) only for what could be kept.
         if self.expelled.contains(&origin) {
-            self.stats.drop(DropReason::RevokedMember);
-            return;
+            return Err(DropReason::RevokedMember);
         }
         if !self.admitted.contains(&origin) && origin != self.peer_id() {
-            self.stats.drop(DropReason::UnknownMember);
             if self.asked.len() < self.config.max_members && self.asked.insert(origin) {
                 self.emit(Event::UnknownOrigin(origin));
             }
-            return;
+            return Err(DropReason::UnknownMember);
         }
         match self.live.check(&signal.id()) {
-            Some(Insert::Duplicate) => return self.stats.drop(DropReason::Duplicate),
-            Some(_) => return self.stats.drop(DropReason::Replayed),
+            Some(Insert::Duplicate) => return Err(DropReason::Duplicate),
+            Some(_) => return Err(DropReason::Replayed),
             None => {}
         }
         if !signal.is_live(now) {
-            self.stats.drop(DropReason::Expired);
-            return;
+            return Err(DropReason::Expired);
         }
         let observed = signal.observed_at();
         let lifetime_ok = signal
@@ -601,22 +629,19 @@ impl Swarm {
             .duration_since(now)
             .is_ok_and(|ahead| ahead > self.config.max_clock_skew);
         if !lifetime_ok || from_future {
-            self.stats.drop(DropReason::Malformed);
-            return;
+            return Err(DropReason::Malformed);
         }
         if origin == self.peer_id() {
             // Our own signal coming back, and we no longer hold it (restarted without
             // the store). Keep the sequence moving past it; there is nothing to report.
             self.last_seq = self.last_seq.max(signal.seq());
-            self.stats.drop(DropReason::Duplicate);
-            return;
+            return Err(DropReason::Duplicate);
         }
         // Verify before spending the origin's tokens: forgeries must not be able to
         // exhaust an honest member's rate limit.
         if !signal.verify() {
             tracing::debug!(peer = %from.id, %origin, "dropped a signal with a bad signature");
-            self.stats.drop(DropReason::BadSignature);
-            return;
+            return Err(DropReason::BadSignature);
         }
         let limit = self.config.rate_limit;
         let bucket = self
@@ -624,30 +649,49 @@ impl Swarm {
             .entry(origin)
             .or_insert_with(|| TokenBucket::new(limit, now));
         if !bucket.try_take(limit, now) {
-            self.stats.drop(DropReason::RateLimited);
-            return;
+            return Err(DropReason::RateLimited);
         }
         match self.live.insert(signal.clone()) {
             Insert::Added { evicted } => {
                 if evicted.is_some() {
                     self.stats.signals_evicted += 1;
                 }
+                Ok(signal)
             }
-            Insert::Full => return self.stats.drop(DropReason::StoreFull),
-            Insert::Duplicate => return self.stats.drop(DropReason::Duplicate),
-            Insert::Replayed => return self.stats.drop(DropReason::Replayed),
+            Insert::Full => Err(DropReason::StoreFull),
+            Insert::Duplicate => Err(DropReason::Duplicate),
+            Insert::Replayed => Err(DropReason::Replayed),
         }
-        self.stats.signals_received += 1;
-        self.push(&signal, &[from.id, origin]);
-        self.emit(Event::SignalReceived(signal));
     }
 
-    fn handle_have(&mut self, from: Peer, buckets: u32, complete: bool, hashes: &[u64]) {
+    /// Remembers that the signal with `hash` was refused, so that anti-entropy does not
+    /// pull it again before `retry_refused_after`. Bounded: when the memory is full of
+    /// current entries, the signal may simply be pulled (and refused) again.
+    fn refuse(&mut self, now: SystemTime, hash: u64) {
+        let limit = self.config.max_have_hashes.saturating_mul(8).max(1);
+        if self.refused.len() >= limit {
+            self.refused.retain(|_, until| *until > now);
+        }
+        if self.refused.len() < limit {
+            self.refused
+                .insert(hash, now + self.config.retry_refused_after);
+        }
+    }
+
+    fn handle_have(
+        &mut self,
+        now: SystemTime,
+        from: Peer,
+        buckets: u32,
+        complete: bool,
+        hashes: &[u64],
+    ) {
         let wanted: Vec<u64> = hashes
             .iter()
             .take(self.config.max_have_hashes)
             .copied()
             .filter(|hash| !self.live.contains_hash(*hash))
+            .filter(|hash| self.refused.get(hash).is_none_or(|until| *until <= now))
             .collect();
         if !wanted.is_empty() {
             let bytes = wire::encode_pull(&wanted);
@@ -798,7 +842,11 @@ impl Swarm {
                     self.active.down(&member);
                     self.emit(Event::MemberDown(member));
                 }
-                OwnedNotification::Rename(before, after) => self.active.rename(&before, after),
+                // A member restarted before anyone noticed it was gone: foca reports no
+                // liveness change, but the transport must learn the new incarnation.
+                OwnedNotification::Rename(before, after) if self.active.rename(&before, after) => {
+                    self.emit(Event::MemberUp(after));
+                }
                 OwnedNotification::Active => self.emit(Event::Joined(self.identity())),
                 OwnedNotification::Rejoin(identity) => self.emit(Event::Joined(identity)),
                 OwnedNotification::Idle => self.emit(Event::Isolated),
@@ -837,4 +885,113 @@ fn swim_config(config: &SwarmConfig) -> foca::Config {
     swim.max_packet_size = NonZeroUsize::new(config.max_datagram_size.saturating_sub(2).max(512))
         .unwrap_or(NonZeroUsize::MIN);
     swim
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::Severity;
+    use crate::swarm::signal::Reason;
+
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_767_225_600 + secs)
+    }
+
+    fn signal(key: &SigningKey, seq: u64, now: SystemTime) -> Signal {
+        let body = SignalBody {
+            subject: "203.0.113.5".parse().unwrap(),
+            reason: Reason {
+                rule: "r".to_owned(),
+                class: String::new(),
+            },
+            severity: Severity::Low,
+            observed_at: now,
+            expires_at: now + Duration::from_secs(600),
+        };
+        Signal::sign(key, seq, body).unwrap()
+    }
+
+    fn pulls(swarm: &mut Swarm) -> Vec<Vec<u64>> {
+        let mut out = Vec::new();
+        while let Some(transmit) = swarm.poll_transmit() {
+            if let Ok(Message::Pull(hashes)) = wire::decode(&transmit.bytes) {
+                out.push(hashes);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn refused_signals_are_not_pulled_again_until_the_retry_delay() {
+        let config = SwarmConfig {
+            rate_limit: RateLimit {
+                per_second: 0.001,
+                burst: 1,
+            },
+            ..SwarmConfig::default()
+        };
+        let member = SigningKey::from_seed(&[2; 32]).unwrap();
+        let peer = Peer {
+            id: member.peer_id(),
+            addr: "127.0.0.1:7301".parse().unwrap(),
+        };
+        let mut swarm = Swarm::new(
+            config,
+            SigningKey::from_seed(&[1; 32]).unwrap(),
+            "127.0.0.1:7300".parse().unwrap(),
+            at(0),
+        );
+        swarm.admit(member.peer_id());
+        let first = signal(&member, 1, at(0));
+        let second = signal(&member, 2, at(0));
+        let batch = wire::signals_message([first.as_bytes(), second.as_bytes()]);
+        swarm.handle_message(at(0), peer, &batch);
+        assert_eq!(swarm.stats().dropped(DropReason::RateLimited), 1);
+        let offer = wire::encode_have(u32::MAX, false, &[second.id().hash64()]);
+        pulls(&mut swarm);
+        swarm.handle_message(at(1), peer, &offer);
+        assert!(
+            pulls(&mut swarm).is_empty(),
+            "pulled a refused signal at once"
+        );
+        swarm.handle_message(at(6), peer, &offer);
+        assert_eq!(pulls(&mut swarm), vec![vec![second.id().hash64()]]);
+    }
+
+    #[test]
+    fn digests_are_answered_with_what_differs_and_pulls_with_signals() {
+        let member = SigningKey::from_seed(&[2; 32]).unwrap();
+        let peer = Peer {
+            id: member.peer_id(),
+            addr: "127.0.0.1:7301".parse().unwrap(),
+        };
+        let mut swarm = Swarm::new(
+            SwarmConfig::default(),
+            SigningKey::from_seed(&[1; 32]).unwrap(),
+            "127.0.0.1:7300".parse().unwrap(),
+            at(0),
+        );
+        swarm.admit(member.peer_id());
+        let held = signal(&member, 1, at(0));
+        swarm.handle_message(at(0), peer, &wire::signals_message([held.as_bytes()]));
+        while swarm.poll_transmit().is_some() {}
+        // An empty digest: we answer with the one hash we hold, listed completely.
+        swarm.handle_message(at(1), peer, &wire::encode_digest(&wire::Digest::default()));
+        let have = swarm.poll_transmit().unwrap();
+        assert_eq!(have.peer, Some(member.peer_id()));
+        let Ok(Message::Have {
+            complete, hashes, ..
+        }) = wire::decode(&have.bytes)
+        else {
+            panic!("not a have")
+        };
+        assert!(complete);
+        assert_eq!(hashes, vec![held.id().hash64()]);
+        swarm.handle_message(at(1), peer, &wire::encode_pull(&hashes));
+        let answer = swarm.poll_transmit().unwrap();
+        assert_eq!(
+            wire::decode(&answer.bytes),
+            Ok(Message::Signals(vec![held.as_bytes()]))
+        );
+    }
 }
