@@ -1,5 +1,8 @@
-//! The agent driven in-process through [`swarmguard_agent::daemon::run`], on sockets bound
-//! to `127.0.0.1:0`.
+//! The agent's integration tests: the daemon driven in-process through
+//! [`swarmguard_agent::daemon::run`] on sockets bound to `127.0.0.1:0` (here), and one
+//! module per area:
+//!
+//! - `swarm_core`: the swarm protocol core on a simulated network.
 
 use swarmguard_agent::config::Config;
 use swarmguard_agent::daemon::{self, Sockets};

@@ -515,3 +515,59 @@ fn a_swim_packet_naming_another_sender_is_dropped_as_spoofed() {
     assert_eq!(reply.to, addr(7301));
     assert_eq!(reply.peer, Some(t.member.peer_id()));
 }
+
+#[test]
+fn restored_signals_survive_a_restart_without_being_reported_again() {
+    let (mut net, mut log) = swarm_of(6, 0.0, 13);
+    let signals: Vec<Signal> = (0..3)
+        .map(|i| publish(&mut net, &mut log, i, &format!("192.0.2.{}", 50 + i)))
+        .collect();
+    let spread = run_until(&mut net, &mut log, Duration::from_secs(60), |net, _| {
+        signals
+            .iter()
+            .all(|signal| (0..6).all(|i| holds(net, i, signal.id())))
+    });
+    assert!(spread);
+    // What the store would have persisted, as bytes, read back.
+    let saved: Vec<Vec<u8>> = net
+        .node(5)
+        .swarm
+        .as_ref()
+        .unwrap()
+        .live_signals()
+        .map(|signal| signal.as_bytes().to_vec())
+        .collect();
+    assert_eq!(saved.len(), 3);
+    net.stop(5);
+    net.start(5);
+    let restored = net
+        .with(
+            5,
+            |swarm, now| {
+                let decoded = saved.iter().map(|bytes| Signal::decode(bytes).unwrap());
+                swarm.restore(now, decoded)
+            },
+            |i, _, e| log.push((i, e)),
+        )
+        .unwrap();
+    assert_eq!(restored, 3);
+    let seed_addr = net.node(0).addr;
+    let before = log.len();
+    net.with(
+        5,
+        |swarm, now| swarm.join(now, &[seed_addr]),
+        |i, _, e| log.push((i, e)),
+    );
+    let rejoined = run_until(&mut net, &mut log, Duration::from_secs(120), |net, _| {
+        members(net, 5) == 5
+    });
+    assert!(rejoined);
+    net.run_for(Duration::from_secs(20), |i, _, e| log.push((i, e)));
+    assert!(
+        !log[before..]
+            .iter()
+            .any(|(i, e)| *i == 5 && matches!(e, Event::SignalReceived(_))),
+        "a restored signal was reported again"
+    );
+    assert!(signals.iter().all(|signal| holds(&net, 5, signal.id())));
+}
