@@ -66,6 +66,7 @@ fn main() -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("--latency-ms must be MIN-MAX, e.g. 1-10"))?;
     let interval = Duration::from_millis(args.interval_ms.max(1));
     let n = args.agents;
+    let wall = std::time::Instant::now();
 
     let mut net = SimNet::new(SimConfig {
         latency: (Duration::from_millis(low), Duration::from_millis(high)),
@@ -101,6 +102,12 @@ fn main() -> anyhow::Result<()> {
     }
     let membership = (0..n).map(|i| members(&net, i)).sum::<usize>() as f64 / (n * (n - 1)) as f64;
     let formed_in = net.now().duration_since(formed_at).unwrap_or_default();
+    eprintln!(
+        "swarm formed: {:.2}% of pairs known after {:.0} simulated s ({:.1} s of wall time)",
+        membership * 100.0,
+        formed_in.as_secs_f64(),
+        wall.elapsed().as_secs_f64()
+    );
 
     // Publish one signal and watch it spread.
     let origin = n / 2;
@@ -140,7 +147,15 @@ fn main() -> anyhow::Result<()> {
     let bytes_per_agent_per_s =
         (bytes_after - bytes_before) as f64 / n as f64 / window.as_secs_f64();
 
+    eprintln!(
+        "dissemination measured ({:.1} s of wall time)",
+        wall.elapsed().as_secs_f64()
+    );
     let poisoning = poison(&mut net, args.interval_ms)?;
+    eprintln!(
+        "poisoning played ({:.1} s of wall time)",
+        wall.elapsed().as_secs_f64()
+    );
 
     let ms = |d: Option<Duration>| d.map(|d| d.as_millis() as u64);
     let rounds = |d: Option<Duration>| d.map(|d| d.as_secs_f64() / interval.as_secs_f64());

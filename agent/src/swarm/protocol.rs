@@ -637,17 +637,21 @@ impl Swarm {
             self.last_seq = self.last_seq.max(signal.seq());
             return Err(DropReason::Duplicate);
         }
-        // Verify before spending the origin's tokens: forgeries must not be able to
-        // exhaust an honest member's rate limit.
-        if !signal.verify() {
-            tracing::debug!(peer = %from.id, %origin, "dropped a signal with a bad signature");
-            return Err(DropReason::BadSignature);
-        }
+        // An origin out of tokens is refused without paying for its signature; but a
+        // token is only spent once the signature verifies, so that forgeries cannot
+        // exhaust an honest member's rate.
         let limit = self.config.rate_limit;
         let bucket = self
             .buckets
             .entry(origin)
             .or_insert_with(|| TokenBucket::new(limit, now));
+        if !bucket.has_token(limit, now) {
+            return Err(DropReason::RateLimited);
+        }
+        if !signal.verify() {
+            tracing::debug!(peer = %from.id, %origin, "dropped a signal with a bad signature");
+            return Err(DropReason::BadSignature);
+        }
         if !bucket.try_take(limit, now) {
             return Err(DropReason::RateLimited);
         }
@@ -829,7 +833,15 @@ impl Swarm {
             }));
         }
         while let Some((to, packet)) = self.runtime.to_send() {
-            let peer = (!to.peer.is_unknown()).then_some(to.peer);
+            let peer = if !to.peer.is_unknown() {
+                Some(to.peer)
+            } else if self.seeds.contains(&to.addr) {
+                None
+            } else {
+                // A keyless identity that is not a seed of ours came from gossip: a
+                // member trying to make us send to an address of its choosing.
+                continue;
+            };
             self.send(to.addr, peer, Channel::Datagram, wire::encode_swim(&packet));
         }
         while let Some(notification) = self.runtime.to_notify() {

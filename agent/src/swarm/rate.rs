@@ -27,14 +27,25 @@ impl TokenBucket {
         }
     }
 
-    /// Takes one token if there is one.
-    pub(crate) fn try_take(&mut self, limit: RateLimit, now: SystemTime) -> bool {
+    /// Whether a token is there, without taking it: lets the caller skip costly checks
+    /// (a signature) for what would be refused anyway.
+    pub(crate) fn has_token(&mut self, limit: RateLimit, now: SystemTime) -> bool {
+        self.refill(limit, now);
+        self.tokens >= 1.0
+    }
+
+    fn refill(&mut self, limit: RateLimit, now: SystemTime) {
         // A clock that stepped back refills nothing (and does not drain either).
         if let Ok(elapsed) = now.duration_since(self.last) {
             self.tokens = (self.tokens + elapsed.as_secs_f64() * limit.per_second)
                 .min(f64::from(limit.burst));
             self.last = now;
         }
+    }
+
+    /// Takes one token if there is one.
+    pub(crate) fn try_take(&mut self, limit: RateLimit, now: SystemTime) -> bool {
+        self.refill(limit, now);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true
@@ -60,6 +71,7 @@ mod tests {
         let mut bucket = TokenBucket::new(limit, start);
         assert!((0..3).all(|_| bucket.try_take(limit, start)));
         assert!(!bucket.try_take(limit, start));
+        assert!(bucket.has_token(limit, start + Duration::from_millis(500)));
         assert!(bucket.try_take(limit, start + Duration::from_millis(500)));
         assert!(!bucket.try_take(limit, start + Duration::from_millis(600)));
         // Never more than the burst, however long the quiet.
