@@ -50,6 +50,9 @@ struct Args {
     /// that bytes per second are measured in steady state.
     #[arg(long, default_value_t = 60)]
     settle_s: u64,
+    /// Simulated seconds the colluders keep signalling the innocent subject.
+    #[arg(long, default_value_t = 120)]
+    poison_s: u64,
     /// Seed of the whole run (network and agents); equal seeds give equal runs.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -168,7 +171,7 @@ fn main() -> anyhow::Result<()> {
         "dissemination measured ({:.1} s of wall time)",
         wall.elapsed().as_secs_f64()
     );
-    let poisoning = poison(&mut net, args.interval_ms)?;
+    let poisoning = poison(&mut net, args.interval_ms, args.poison_s)?;
     eprintln!(
         "poisoning played ({:.1} s of wall time)",
         wall.elapsed().as_secs_f64()
@@ -198,6 +201,7 @@ fn main() -> anyhow::Result<()> {
             "false_down_events": down_events,
             "indirect_probes": args.indirect_probes,
             "poisoned_blocks": poisoning.poisoned_blocks,
+            "poison_s": args.poison_s,
             "colluders": poisoning.colluders,
             "colluder_signals_accepted": poisoning.accepted,
             "rate_limited_drops": poisoning.rate_limited,
@@ -300,7 +304,7 @@ struct Poisoning {
 
 /// `quorum - 1` colluders against the quorum rule, then a control with `quorum` honest
 /// reporters.
-fn poison(net: &mut SimNet, interval_ms: u64) -> anyhow::Result<Poisoning> {
+fn poison(net: &mut SimNet, interval_ms: u64, seconds: u64) -> anyhow::Result<Poisoning> {
     let config = QuorumConfig::default();
     let quorum_size = config.quorum;
     let n = net.len();
@@ -337,14 +341,14 @@ fn poison(net: &mut SimNet, interval_ms: u64) -> anyhow::Result<Poisoning> {
             }
         }
     };
-    // Two minutes of colluders publishing each round (their own cores refuse what their
+    // `seconds` of colluders publishing each round (their own cores refuse what their
     // rate limit does not allow), flooding ten extra signals per second straight at
     // random honest agents, and signing as a third member they do not hold the key of.
     let victim_of_forgery = net.node(quorum_size).signing_key();
     let step = Duration::from_millis(interval_ms.max(1));
     let mut elapsed = Duration::ZERO;
     let mut extra_seq = 1u64 << 62;
-    while elapsed < Duration::from_secs(120) {
+    while elapsed < Duration::from_secs(seconds) {
         for &colluder in &colluders {
             let key = net.node(colluder).signing_key();
             net.with(
