@@ -22,6 +22,9 @@
 //! - [`store`]: the sled database: decisions, ban history, signals, peers.
 //! - [`subject`]: [`subject::Subject`], the address, network or domain that signals report
 //!   and decisions act on.
+//! - [`swarm`]: the sans-IO swarm protocol core: signed [`swarm::Signal`]s, SWIM
+//!   membership, dissemination by push and anti-entropy.
+//! - [`decide`]: [`decide::quorum`], counting distinct origins per subject.
 //! - [`daemon`]: [`daemon::run`] wires the stages together for `swarmd run`.
 //! - [`cli`]: the command lines of `swarmd` and `swarmctl`, one table for both
 //!   `--help` and the man pages.
@@ -39,3 +42,4 @@ pub mod scenario_test;
 pub mod sensor;
 pub mod store;
 pub mod subject;
+pub mod swarm;

@@ -1,8 +1,8 @@
 //! The agent's integration tests: the daemon driven in-process through
 //! [`swarmguard_agent::daemon::run`] on sockets bound to `127.0.0.1:0`, and one module per
-//! area: rule and log conformance on external test material, the commands, and the sensor,
-//! store and enforcement stages on a real sled database and real libpcap and nftables in
-//! network namespaces the tests create.
+//! area: rule and log conformance on external test material, the commands, the swarm
+//! protocol core on a simulated network, and the sensor, store and enforcement stages on a
+//! real sled database and real libpcap and nftables in network namespaces the tests create.
 
 mod capture;
 mod conformance;
@@ -132,3 +132,4 @@ async fn run_detects_log_scenarios_and_eve_alerts() {
     stop_tx.send(()).unwrap();
     agent.await.unwrap().unwrap();
 }
+mod swarm_core;

@@ -1,0 +1,38 @@
+//! The swarm: agents tell each other what they saw, in signed [`Signal`]s, and trust only
+//! members that admission let in.
+//!
+//! This module is the sans-IO protocol core ([`Swarm`]): SWIM membership and failure
+//! detection through foca, signal checks (signature, membership, expiry, duplicates,
+//! per-origin rate) and dissemination (push to `fanout` random members on first receipt,
+//! plus one anti-entropy exchange of compact digests per round). The QUIC transport and
+//! credential admission wrap it: the transport calls [`Swarm::handle_message`] with the
+//! authenticated sender and sends each [`Transmit`]; admission calls [`Swarm::admit`] and
+//! [`Swarm::expel`]. `docs/protocol.md` specifies the bytes.
+//!
+//! - [`peer`]: [`PeerId`] (`did:key`), [`Peer`], [`MemberId`] (foca's identity).
+//! - [`signal`]: [`Signal`], its encoding, signing and verification.
+//! - [`protocol`]: [`Swarm`], its configuration, events and transmits.
+//! - [`sim`]: an in-memory network for tests and the `swarm_sim` example.
+//! - [`metrics`]: the `swarmguard_swarm_*` Prometheus metrics, fed from [`Stats`].
+//!
+//! **Invariant**: nothing is trusted before its signature and membership are checked, and
+//! nothing here does I/O or reads a clock.
+
+mod live;
+pub mod metrics;
+pub mod peer;
+pub mod protocol;
+mod rate;
+pub mod signal;
+pub mod sim;
+mod stats;
+mod wire;
+
+pub use peer::{InvalidDidKey, MemberId, Peer, PeerId};
+pub use protocol::{Channel, Event, PublishError, Swarm, SwarmConfig, Transmit};
+pub use rate::RateLimit;
+pub use signal::{
+    KeyError, MAX_SIGNAL_LEN, Reason, Signal, SignalBody, SignalError, SignalId, SigningKey,
+};
+pub use stats::{DropReason, Stats};
+pub use wire::signals_message;
