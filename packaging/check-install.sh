@@ -36,9 +36,24 @@ grep -qx /etc/swarmguard/agent.toml /var/lib/dpkg/info/swarmguard-agent.conffile
     || fail "agent.toml is not a conffile"
 [ -L /etc/systemd/system/multi-user.target.wants/swarmd.service ] || fail "swarmd.service not enabled"
 [ -L /etc/systemd/system/multi-user.target.wants/identityd.service ] || fail "identityd.service not enabled"
+ls /etc/swarmguard/rules.d/*.rules /etc/swarmguard/scenarios.d/*.toml >/dev/null || fail "default rules missing"
 swarmd --version
-swarmd check-config /etc/swarmguard/agent.toml
+swarmd check-config --strict /etc/swarmguard/agent.toml
 identityd check-config /etc/swarmguard/identity.toml
+
+echo "== rules load as the unit runs swarmd: user swarmguard, no W+X memory"
+# MemoryDenyWriteExecute= is prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN) (65, 1): pcre2's
+# JIT is refused and the engine must fall back to the interpreter.
+as_unit() {
+    setpriv --reuid=swarmguard --regid=swarmguard --init-groups /usr/bin/python3 -c '
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.prctl(65, 1, 0, 0, 0) != 0:
+    sys.exit("prctl(PR_SET_MDWE) failed: errno %d" % ctypes.get_errno())
+os.execv(sys.argv[1], sys.argv[1:])' "$@"
+}
+as_unit /usr/bin/swarmctl rules test /etc/swarmguard/rules.d
+as_unit /usr/bin/swarmctl scenarios test --scenarios /etc/swarmguard/scenarios.d --log /dev/null >/dev/null
 
 echo "== units"
 for unit in swarmd identityd; do
