@@ -253,6 +253,7 @@ struct RawCapture {
     snaplen: Option<u32>,
     promisc: Option<bool>,
     queue: Option<usize>,
+    checksum: Option<String>,
 }
 
 /// Linux interface names are at most 15 bytes (IFNAMSIZ - 1).
@@ -293,12 +294,19 @@ impl RawCapture {
                 format!("{queue} is out of range (1 to 1048576 frames)"),
             ));
         }
+        let checksum = match self.checksum {
+            None => defaults.checksum,
+            Some(text) => text.parse().map_err(|err: String| {
+                source.key_error("capture.checksum", format!("\"{text}\": {err}"))
+            })?,
+        };
         Ok(CaptureConfig {
             interfaces,
             bpf,
             snaplen,
             promisc: self.promisc.unwrap_or(defaults.promisc),
             queue,
+            checksum,
         })
     }
 }
@@ -482,6 +490,10 @@ mod tests {
                 "capture.snaplen: 10 is out of range",
             ),
             ("[capture]\nqueue = 0\n", "capture.queue: 0 is out of range"),
+            (
+                "[capture]\nchecksum = \"sometimes\"\n",
+                "capture.checksum: \"sometimes\": expected auto, yes or no",
+            ),
             (
                 "[capture]\ninterfaces = [\"\"]\n",
                 "capture.interfaces: invalid interface name",

@@ -40,6 +40,7 @@ pub async fn run(
     tracing::warn!("no membership credential: running standalone, without the swarm");
     // Alerts wait here for the decision stage; until it lands they are logged.
     let (alerts_tx, mut alerts_rx) = tokio::sync::mpsc::channel::<crate::detect::Alert>(1024);
+    let packets = crate::packets::PacketDetection::start(&config, &metrics, alerts_tx.clone());
     let logs = crate::logs::start(&config, &metrics, alerts_tx, stop_rx.clone())?;
     let alerts_task = tokio::spawn(async move {
         while let Some(alert) = alerts_rx.recv().await {
@@ -56,6 +57,8 @@ pub async fn run(
     edge::notify_stopping();
     let _ = stop_tx.send(true);
     logs.stop().await;
+    // Joining the capture and engine threads blocks; keep it off the async workers.
+    let _ = tokio::task::spawn_blocking(move || packets.stop()).await;
     alerts_task.abort();
     metrics_task.await.map_err(std::io::Error::other)??;
     let _ = watchdog.await;

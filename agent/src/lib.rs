@@ -15,6 +15,7 @@
 //!   scenarios; the [`detect::Alert`] every detection produces.
 //! - [`replay`]: `swarmd replay`, rule files and a capture in, eve.json out.
 //! - [`logs`]: log detection as the daemon runs it (sensors -> scenarios -> alerts).
+//! - [`packets`]: packet detection as the daemon runs it (capture -> rules -> alerts).
 //! - [`scenario_test`]: `swarmctl scenarios test`, log scenarios over a file, explained.
 //! - [`decide`]: the [`decide::Decision`] this host enforces (the policy lands here).
 //! - [`enforce`]: the nftables and dry-run backends; the only code that touches the kernel's
@@ -37,6 +38,7 @@ pub mod decide;
 pub mod detect;
 pub mod enforce;
 pub mod logs;
+pub mod packets;
 pub mod replay;
 pub mod scenario_test;
 pub mod sensor;

@@ -24,6 +24,7 @@ use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts};
 use tokio::sync::mpsc;
 
 use crate::api::Metrics;
+use crate::detect::ChecksumMode;
 
 /// Bytes kept of each packet unless configured otherwise: whole Ethernet frames, and
 /// whole jumbo and GRO-merged ones up to 64 KiB.
@@ -52,6 +53,10 @@ pub struct CaptureConfig {
     pub promisc: bool,
     /// Frames the queue holds before new ones are dropped.
     pub queue: usize,
+    /// Checksum validation of captured packets, as Suricata's `checksum-checks`: `Auto`
+    /// stops validating once most sampled packets fail, as they do where the kernel
+    /// offloads checksums (veth, locally sent traffic).
+    pub checksum: ChecksumMode,
 }
 
 impl Default for CaptureConfig {
@@ -62,6 +67,7 @@ impl Default for CaptureConfig {
             snaplen: DEFAULT_SNAPLEN,
             promisc: false,
             queue: DEFAULT_QUEUE,
+            checksum: ChecksumMode::Auto,
         }
     }
 }

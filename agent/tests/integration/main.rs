@@ -11,6 +11,7 @@ mod enforce;
 mod fixtures;
 mod logs_conformance;
 mod netlab;
+mod packets;
 mod replay_cli;
 mod scenarios_cli;
 mod store;
