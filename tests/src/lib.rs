@@ -1,8 +1,9 @@
 //! Helpers for end-to-end tests that run the real binaries.
 //!
 //! Cargo gives an integration test `CARGO_BIN_EXE_*` only for its own package's binaries,
-//! and this crate has none. [`bin`] builds the workspace's binaries once per test process,
-//! with the profile the tests were built with, and finds them in the shared target folder.
+//! and this crate has none. [`bin`] builds the workspace's binaries once per test process
+//! (as part of the workspace's test build), with the profile the tests were built with, and
+//! finds them in the shared target folder.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -58,9 +59,12 @@ fn binaries_dir() -> &'static Path {
             .expect("profile folder name is UTF-8");
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut build = Command::new(cargo);
+        // `cargo test --no-run`, not `cargo build --bins`: features of dev-dependencies are
+        // unified only when tests are built, so a plain build would compile some crates a
+        // second time; under `cargo test --workspace` this is a no-op.
         build
             .current_dir(workspace_root())
-            .args(["build", "--workspace", "--bins", "--target-dir"])
+            .args(["test", "--quiet", "--workspace", "--no-run", "--target-dir"])
             .arg(target_dir);
         match profile {
             "debug" => {}
