@@ -2,15 +2,21 @@
 # Builds the four packages into target/pkg/: swarmguard-agent and swarmguard-identity, each
 # as .deb (cargo-deb) and .rpm (cargo-generate-rpm), installing both tools if missing.
 #
-#   packaging/build.sh                 release build (what ships)
-#   packaging/build.sh --profile dev   reuse the test build (what CI installs and checks)
+#   packaging/build.sh                             release build (what ships)
+#   packaging/build.sh --profile dev --no-build    package the binaries `cargo test` built
+#                                                  (what CI installs and checks)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 profile=release
-if [ "${1:-}" = "--profile" ]; then
-    profile=${2:?--profile needs a name}
-fi
+build=yes
+while [ $# -gt 0 ]; do
+    case $1 in
+        --profile) profile=${2:?--profile needs a name}; shift 2 ;;
+        --no-build) build=no; shift ;;
+        *) echo "usage: $0 [--profile NAME] [--no-build]" >&2; exit 64 ;;
+    esac
+done
 case $profile in
     dev) profile_dir=debug ;;
     *) profile_dir=$profile ;;
@@ -24,7 +30,9 @@ gen=$out/gen
 cargo deb --version 2>/dev/null | grep -q '^3\.8\.' || cargo install --locked cargo-deb --version 3.8.0
 cargo generate-rpm --version 2>/dev/null | grep -q ' 0\.21\.' || cargo install --locked cargo-generate-rpm --version 0.21.1
 
-cargo build --locked --workspace --bins --profile "$profile"
+if [ $build = yes ]; then
+    cargo build --locked --workspace --bins --profile "$profile"
+fi
 mkdir -p "$gen"
 for bin in swarmd swarmctl identityd; do
     exe=$target/$profile_dir/$bin
