@@ -480,6 +480,37 @@ impl Engine {
         }
     }
 
+    /// Signs a VCDM 2.0 presentation as its holder: Data Integrity `eddsa-rdfc-2022` with
+    /// proof purpose `authentication`, bound to a verifier's `challenge` and `domain`.
+    pub async fn sign_presentation(
+        &self,
+        holder: &IssuerKey,
+        presentation: Value,
+        challenge: Option<&str>,
+        domain: Option<&str>,
+    ) -> Result<Value, VcError> {
+        let method = ssi::json_ld::iref::IriBuf::new(holder.method().to_owned())
+            .map_err(|err| VcError::Key(format!("verification method: {err}")))?;
+        let mut options = ProofOptions::from_method_and_options(
+            ReferenceOrOwned::Reference(method),
+            Default::default(),
+        );
+        options.proof_purpose = ProofPurpose::Authentication;
+        options.challenge = challenge.map(str::to_owned);
+        options.domains = domain.map(|d| vec![d.to_owned()]).unwrap_or_default();
+        let vp: ssi::claims::vc::v2::syntax::JsonPresentation<Value> = parse_model(presentation)?;
+        let env = SignatureEnvironment {
+            json_ld_loader: self.loader.clone(),
+            eip712_loader: (),
+        };
+        let signer = SingleSecretSigner::new(holder.jwk.clone()).into_local();
+        let signed = AnySuite::EdDsaRdfc2022
+            .sign_with(env, vp, &self.resolver, signer, options, Default::default())
+            .await
+            .map_err(|err| VcError::Signing(err.to_string()))?;
+        serde_json::to_value(signed).map_err(|err| VcError::Signing(err.to_string()))
+    }
+
     /// Verifies a credential: a Data Integrity JSON object or a compact VC-JWT string.
     /// `now` is the time validity periods are checked against.
     pub async fn verify_credential(

@@ -519,3 +519,76 @@ async fn openapi_metrics_and_health_are_served() {
         (200, Value::String("ok\n".into()))
     );
 }
+
+#[tokio::test]
+async fn presentations_check_proof_challenge_domain_holder_and_credentials() {
+    use swarmguard_identity::vc::{Engine, IssuerDid, IssuerKey};
+    let service = Running::start().await;
+    let holder = IssuerKey::from_seed(&[11; 32], &IssuerDid::Key).unwrap();
+    let engine = Engine::new(None);
+    let mut credential = minimal_credential(&service.did);
+    credential["credentialSubject"]["id"] = json!(holder.did().as_str());
+    let (status, body) = service
+        .post("/credentials/issue", &json!({ "credential": credential }))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let vc = body["verifiableCredential"].clone();
+    let presentation = json!({
+        "@context": ["https://www.w3.org/ns/credentials/v2"],
+        "type": ["VerifiablePresentation"],
+        "holder": holder.did().as_str(),
+        "verifiableCredential": [vc],
+    });
+    let signed = engine
+        .sign_presentation(
+            &holder,
+            presentation.clone(),
+            Some("c-123"),
+            Some("verifier.example"),
+        )
+        .await
+        .unwrap();
+    let svc = &service;
+    let verify = |vp: Value, challenge: &str, domain: &str| {
+        let body = json!({ "verifiablePresentation": vp, "options": { "challenge": challenge, "domain": domain } });
+        async move { svc.post("/presentations/verify", &body).await }
+    };
+    let (status, result) = verify(signed.clone(), "c-123", "verifier.example").await;
+    assert_eq!(status, 200, "{result}");
+    for check in ["proof", "challenge", "domain", "holder"] {
+        assert!(
+            result["checks"].as_array().unwrap().contains(&json!(check)),
+            "{result}"
+        );
+    }
+    assert_eq!(
+        verify(signed.clone(), "other", "verifier.example").await.0,
+        422
+    );
+    assert_eq!(
+        verify(signed.clone(), "c-123", "elsewhere.example").await.0,
+        422
+    );
+
+    // Signed by someone who is not the holder.
+    let stranger = IssuerKey::from_seed(&[12; 32], &IssuerDid::Key).unwrap();
+    let forged = engine
+        .sign_presentation(
+            &stranger,
+            presentation,
+            Some("c-123"),
+            Some("verifier.example"),
+        )
+        .await
+        .unwrap();
+    let (status, result) = verify(forged, "c-123", "verifier.example").await;
+    assert_eq!(status, 422, "{result}");
+    assert!(result["errors"].to_string().contains("holder"), "{result}");
+
+    // A revoked credential inside makes the presentation fail.
+    let id = vc["id"].as_str().unwrap();
+    service.post("/credentials/status", &json!({ "credentialId": id, "credentialStatus": [{ "type": "BitstringStatusListCredential", "status": "revoked" }] })).await;
+    let (status, result) = verify(signed, "c-123", "verifier.example").await;
+    assert_eq!(status, 422, "{result}");
+    assert!(result["errors"].to_string().contains("revoked"), "{result}");
+}
