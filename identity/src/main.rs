@@ -1,11 +1,13 @@
 //! `identityd`: parses the command line, reads the configuration, binds, and hands the
 //! shutdown signal to [`swarmguard_identity::server::run`]. Errors become exit codes here.
 
+mod commands;
+
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{CommandFactory, Parser};
-use swarmguard_identity::cli::{CheckConfigArgs, Cli, Command, ServeArgs};
+use swarmguard_identity::cli::{CheckConfigArgs, Cli, Command, KeyCommand, ServeArgs};
 use swarmguard_identity::cli_docs;
 use swarmguard_identity::config::Config;
 use swarmguard_identity::daemon::{self, EXIT_USAGE, Source};
@@ -26,17 +28,78 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::CheckConfig(args) => check_config(&args),
-        Command::Key(_) => not_yet("key"),
-        Command::Verify { .. } => not_yet("verify"),
-        Command::Issue { .. } => not_yet("issue"),
-        Command::Revoke { .. } => not_yet("revoke"),
+        Command::Key(KeyCommand::Export { file, state }) => {
+            finish(commands::key_export(&state, &file))
+        }
+        Command::Key(KeyCommand::Import { file, force, state }) => {
+            finish(commands::key_import(&state, &file, force))
+        }
+        Command::Verify {
+            file,
+            json,
+            offline,
+            state,
+        } => match block_on(commands::verify(&state, &file, json, offline)) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(err) => report(err),
+        },
+        Command::Issue {
+            subject,
+            credential_type,
+            format,
+            json,
+            state,
+        } => finish(block_on(commands::issue(
+            &state,
+            &subject,
+            credential_type.as_deref(),
+            &format,
+            json,
+        ))),
+        Command::Revoke { id, json, state } => {
+            finish(block_on(commands::revoke(&state, &id, json)))
+        }
+        Command::Enrol {
+            did,
+            role,
+            out,
+            state,
+        } => finish(block_on(commands::enrol(
+            &state,
+            &did,
+            &role,
+            out.as_deref(),
+        ))),
         Command::Generate(args) => cli_docs::run(Cli::command(), args.what),
     }
 }
 
-fn not_yet(name: &str) -> ExitCode {
-    eprintln!("identityd {name}: not implemented in this version");
-    ExitCode::FAILURE
+/// Runs a command's future on a small runtime (the commands are one-shot).
+fn block_on<T>(future: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    server::install_crypto_provider();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(future)
+}
+
+fn finish(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => report(err),
+    }
+}
+
+/// Prints an error; a configuration error exits 64, anything else 1.
+fn report(err: anyhow::Error) -> ExitCode {
+    eprintln!("identityd: {err:#}");
+    if err.downcast_ref::<daemon::ConfigError>().is_some() {
+        ExitCode::from(EXIT_USAGE)
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 fn check_config(args: &CheckConfigArgs) -> ExitCode {
@@ -95,6 +158,7 @@ fn serve(args: ServeArgs) -> ExitCode {
 
 #[tokio::main]
 async fn serve_until_signal(config: Config) -> anyhow::Result<()> {
+    server::install_crypto_provider();
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
