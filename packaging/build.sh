@@ -49,8 +49,13 @@ for package in swarmguard-agent swarmguard-identity; do
     cargo deb --package "$package" --no-build --profile "$profile" --output "$out/" 2>&1 \
         | { grep -v "^warning: Only source paths starting with exactly 'target/release/'" || true; }
 done
-# cargo-generate-rpm takes the crate's folder, not its package name.
+# cargo-generate-rpm takes the crate's folder, not its package name. It does not strip, so
+# a dev build's ~300 MB binaries would spend minutes in zstd: those packages (made only to
+# be checked) are left uncompressed.
+compress=zstd
+[ "$profile" = release ] || compress=none
 for dir in agent identity; do
-    cargo generate-rpm --package "$dir" --profile "$profile" --output "$out/"
+    cargo generate-rpm --package "$dir" --profile "$profile" --payload-compress "$compress" \
+        --output "$out/"
 done
 ls -l "$out"/*.deb "$out"/*.rpm
