@@ -152,6 +152,53 @@ fn unknown_field_name(message: &str) -> Option<&str> {
     rest.split('`').next()
 }
 
+/// `check-config FILE [--strict]` for either daemon: `validate` parses the text and returns
+/// the warnings of a valid file. Exit 0 when valid, 64 on an error (or, with `strict`, on a
+/// warning); every message names the file.
+pub fn check_config(
+    file: &Path,
+    strict: bool,
+    validate: impl FnOnce(&Source, &str) -> Result<Vec<ConfigWarning>, ConfigError>,
+) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(err) => {
+            eprintln!("{}: {err}", file.display());
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let source = Source::file(file);
+    let warnings = match validate(&source, &text) {
+        Ok(warnings) => warnings,
+        Err(err) => {
+            eprintln!("{err}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    for warning in &warnings {
+        eprintln!("warning: {warning}");
+    }
+    if strict && !warnings.is_empty() {
+        return ExitCode::from(EXIT_USAGE);
+    }
+    println!("{}: ok", source.label());
+    ExitCode::SUCCESS
+}
+
+/// Parses a binary's command line; on an error prints clap's message and gives the exit
+/// code to return: 64 for bad usage, 0 for `--help` and `--version`.
+pub fn parse_cli<C: clap::Parser>() -> Result<C, std::process::ExitCode> {
+    C::try_parse().map_err(|err| {
+        let _ = err.print();
+        if err.use_stderr() {
+            std::process::ExitCode::from(EXIT_USAGE)
+        } else {
+            std::process::ExitCode::SUCCESS
+        }
+    })
+}
+
 /// Parses a duration such as `90s`, `10m`, `4h` or `30days`, naming `key` when it is not one.
 pub fn parse_duration(source: &Source, key: &str, value: &str) -> Result<Duration, ConfigError> {
     humantime::parse_duration(value)

@@ -6,24 +6,17 @@ mod commands;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{CommandFactory, Parser};
+use clap::CommandFactory;
 use swarmguard_identity::cli::{CheckConfigArgs, Cli, Command, KeyCommand, ServeArgs};
 use swarmguard_identity::cli_docs;
 use swarmguard_identity::config::Config;
-use swarmguard_identity::daemon::{self, EXIT_USAGE, Source};
+use swarmguard_identity::daemon::{self, EXIT_USAGE};
 use swarmguard_identity::server;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match daemon::parse_cli::<Cli>() {
         Ok(cli) => cli,
-        Err(err) => {
-            let _ = err.print();
-            return if err.use_stderr() {
-                ExitCode::from(EXIT_USAGE)
-            } else {
-                ExitCode::SUCCESS
-            };
-        }
+        Err(code) => return code,
     };
     match cli.command {
         Command::Serve(args) => serve(args),
@@ -103,30 +96,9 @@ fn report(err: anyhow::Error) -> ExitCode {
 }
 
 fn check_config(args: &CheckConfigArgs) -> ExitCode {
-    let text = match std::fs::read_to_string(&args.file) {
-        Ok(text) => text,
-        Err(err) => {
-            eprintln!("{}: {err}", args.file.display());
-            return ExitCode::from(EXIT_USAGE);
-        }
-    };
-    let source = Source::file(&args.file);
-    let config = match Config::from_toml(&source, &text) {
-        Ok(config) => config,
-        Err(err) => {
-            eprintln!("{err}");
-            return ExitCode::from(EXIT_USAGE);
-        }
-    };
-    let warnings = config.warnings(&source);
-    for warning in &warnings {
-        eprintln!("warning: {warning}");
-    }
-    if args.strict && !warnings.is_empty() {
-        return ExitCode::from(EXIT_USAGE);
-    }
-    println!("{}: ok", source.label());
-    ExitCode::SUCCESS
+    daemon::check_config(&args.file, args.strict, |source, text| {
+        Ok(Config::from_toml(source, text)?.warnings(source))
+    })
 }
 
 fn serve(args: ServeArgs) -> ExitCode {

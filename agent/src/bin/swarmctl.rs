@@ -2,25 +2,18 @@
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
+use clap::CommandFactory;
 use swarmguard_agent::cli::{
     RulesCommand, RulesTestArgs, ScenariosCommand, SwarmctlCli, SwarmctlCommand,
 };
 use swarmguard_agent::scenario_test;
 use swarmguard_identity::cli_docs;
-use swarmguard_identity::daemon::EXIT_USAGE;
+use swarmguard_identity::daemon as edge;
 
 fn main() -> ExitCode {
-    let cli = match SwarmctlCli::try_parse() {
+    let cli = match edge::parse_cli::<SwarmctlCli>() {
         Ok(cli) => cli,
-        Err(err) => {
-            let _ = err.print();
-            return if err.use_stderr() {
-                ExitCode::from(EXIT_USAGE)
-            } else {
-                ExitCode::SUCCESS
-            };
-        }
+        Err(code) => return code,
     };
     let name = match cli.command {
         SwarmctlCommand::Generate(args) => return cli_docs::run(SwarmctlCli::command(), args.what),

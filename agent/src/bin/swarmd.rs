@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{CommandFactory, Parser};
+use clap::CommandFactory;
 use swarmguard_agent::api::Metrics;
 use swarmguard_agent::cli::{
     CheckConfigArgs, CleanupArgs, ReplayArgs, RunArgs, SwarmdCli, SwarmdCommand,
@@ -13,19 +13,12 @@ use swarmguard_agent::config::Config;
 use swarmguard_agent::daemon::{self, Sockets};
 use swarmguard_agent::enforce::{Backend, BackendKind, NftBackend, TABLE};
 use swarmguard_identity::cli_docs;
-use swarmguard_identity::daemon::{self as edge, EXIT_USAGE, Source};
+use swarmguard_identity::daemon::{self as edge, EXIT_USAGE};
 
 fn main() -> ExitCode {
-    let cli = match SwarmdCli::try_parse() {
+    let cli = match edge::parse_cli::<SwarmdCli>() {
         Ok(cli) => cli,
-        Err(err) => {
-            let _ = err.print();
-            return if err.use_stderr() {
-                ExitCode::from(EXIT_USAGE)
-            } else {
-                ExitCode::SUCCESS
-            };
-        }
+        Err(code) => return code,
     };
     match cli.command {
         SwarmdCommand::Run(args) => run(args),
@@ -131,30 +124,9 @@ fn cleanup(args: &CleanupArgs) -> ExitCode {
 }
 
 fn check_config(args: &CheckConfigArgs) -> ExitCode {
-    let text = match std::fs::read_to_string(&args.file) {
-        Ok(text) => text,
-        Err(err) => {
-            eprintln!("{}: {err}", args.file.display());
-            return ExitCode::from(EXIT_USAGE);
-        }
-    };
-    let source = Source::file(&args.file);
-    let config = match Config::from_toml(&source, &text) {
-        Ok(config) => config,
-        Err(err) => {
-            eprintln!("{err}");
-            return ExitCode::from(EXIT_USAGE);
-        }
-    };
-    let warnings = config.warnings(&source);
-    for warning in &warnings {
-        eprintln!("warning: {warning}");
-    }
-    if args.strict && !warnings.is_empty() {
-        return ExitCode::from(EXIT_USAGE);
-    }
-    println!("{}: ok", source.label());
-    ExitCode::SUCCESS
+    edge::check_config(&args.file, args.strict, |source, text| {
+        Ok(Config::from_toml(source, text)?.warnings(source))
+    })
 }
 
 fn run(args: RunArgs) -> ExitCode {
