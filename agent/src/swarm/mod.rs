@@ -13,11 +13,13 @@
 //! - [`signal`]: [`Signal`], its encoding, signing and verification.
 //! - [`protocol`]: [`Swarm`], its configuration, events and transmits.
 //! - [`sim`]: an in-memory network for tests and the `swarm_sim` example.
+//! - [`link`]: [`SwarmLink`], what the decision stage holds of the running node.
 //! - [`metrics`]: the `swarmguard_swarm_*` Prometheus metrics, fed from [`Stats`].
 //!
 //! **Invariant**: nothing is trusted before its signature and membership are checked, and
 //! nothing here does I/O or reads a clock.
 
+pub mod link;
 mod live;
 pub mod metrics;
 pub mod peer;
@@ -28,6 +30,7 @@ pub mod sim;
 mod stats;
 mod wire;
 
+pub use link::{MemberState, MemberView, SwarmLink, SwarmView};
 pub use peer::{InvalidDidKey, MemberId, Peer, PeerId};
 pub use protocol::{Channel, Event, PublishError, Swarm, SwarmConfig, Transmit};
 pub use rate::RateLimit;
