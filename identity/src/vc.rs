@@ -419,17 +419,9 @@ impl Engine {
         let signer = SingleSecretSigner::new(key.jwk.clone()).into_local();
         let signing = |err: ssi::claims::SignatureError| VcError::Signing(err.to_string());
         let mut credential = credential;
-        if version == Version::V1 {
-            // VCDM 1.1's context does not define DataIntegrityProof; the Data Integrity
-            // spec has 1.1 credentials add its context.
-            if let Some(Value::Array(contexts)) = credential.get_mut("@context")
-                && !contexts
-                    .iter()
-                    .any(|c| c.as_str() == Some(DATA_INTEGRITY_V2))
-            {
-                contexts.push(Value::String(DATA_INTEGRITY_V2.to_owned()));
-            }
-        }
+        add_data_integrity_context(&mut credential);
+        // The typed models, not ssi's untagged `AnyJsonCredential`: that one accepts
+        // what VCDM 2.0 forbids (an empty credentialSubject), which conformance catches.
         let signed = match version {
             Version::V2 => {
                 let vc: ssi::claims::vc::v2::JsonCredential = parse_model(credential)?;
@@ -498,7 +490,11 @@ impl Engine {
         options.proof_purpose = ProofPurpose::Authentication;
         options.challenge = challenge.map(str::to_owned);
         options.domains = domain.map(|d| vec![d.to_owned()]).unwrap_or_default();
-        let vp: ssi::claims::vc::v2::syntax::JsonPresentation<Value> = parse_model(presentation)?;
+        // VCDM 1.1 or 2.0, whichever base context comes first.
+        let mut presentation = presentation;
+        add_data_integrity_context(&mut presentation);
+        let vp: ssi::claims::vc::syntax::AnyJsonPresentation<Value, Value> =
+            parse_model(presentation)?;
         let env = SignatureEnvironment {
             json_ld_loader: self.loader.clone(),
             eip712_loader: (),
@@ -705,35 +701,19 @@ impl Engine {
             None => report.fail("no proof"),
             Some(proof) => {
                 let bytes = serde_json::to_vec(input).unwrap_or_default();
-                let outcome = match version {
-                    Version::V2 => {
-                        match ssi::claims::data_integrity::from_json_slice::<
-                            ssi::claims::vc::v2::syntax::JsonPresentation<Value>,
-                            AnySuite,
-                        >(&bytes)
-                        {
-                            Ok(vp) => vp
-                                .verify(&params)
-                                .await
-                                .map_err(|e| e.to_string())
-                                .and_then(|r| r.map_err(|e| e.to_string())),
-                            Err(err) => Err(format!("malformed presentation: {err}")),
-                        }
-                    }
-                    Version::V1 => {
-                        match ssi::claims::data_integrity::from_json_slice::<
-                            ssi::claims::vc::v1::syntax::JsonPresentation<Value>,
-                            AnySuite,
-                        >(&bytes)
-                        {
-                            Ok(vp) => vp
-                                .verify(&params)
-                                .await
-                                .map_err(|e| e.to_string())
-                                .and_then(|r| r.map_err(|e| e.to_string())),
-                            Err(err) => Err(format!("malformed presentation: {err}")),
-                        }
-                    }
+                // The version was checked above; ssi's `AnyJsonPresentation` picks the
+                // same one (its v1 syntax requires the v1 base context first).
+                let outcome = match ssi::claims::data_integrity::from_json_slice::<
+                    ssi::claims::vc::syntax::AnyJsonPresentation<Value, Value>,
+                    AnySuite,
+                >(&bytes)
+                {
+                    Ok(vp) => vp
+                        .verify(&params)
+                        .await
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| r.map_err(|e| e.to_string())),
+                    Err(err) => Err(format!("malformed presentation: {err}")),
                 };
                 match outcome {
                     Ok(()) => report.checks.push("proof".into()),
@@ -804,6 +784,21 @@ fn check_presentation_proof(
         } else {
             report.fail("the presentation is not signed by its holder");
         }
+    }
+}
+
+/// VCDM 1.1's context does not define `DataIntegrityProof`; the Data Integrity spec has
+/// 1.1 documents add its context. VCDM 2.0's base context already includes it.
+fn add_data_integrity_context(document: &mut Value) {
+    if Version::of(document) != Some(Version::V1) {
+        return;
+    }
+    if let Some(Value::Array(contexts)) = document.get_mut("@context")
+        && !contexts
+            .iter()
+            .any(|c| c.as_str() == Some(DATA_INTEGRITY_V2))
+    {
+        contexts.push(Value::String(DATA_INTEGRITY_V2.to_owned()));
     }
 }
 

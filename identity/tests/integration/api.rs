@@ -592,3 +592,41 @@ async fn presentations_check_proof_challenge_domain_holder_and_credentials() {
     assert_eq!(status, 422, "{result}");
     assert!(result["errors"].to_string().contains("revoked"), "{result}");
 }
+
+/// VCDM 1.1 presentations take the same path as 2.0 ones: signed, verified, and refused
+/// once a signed field changes.
+#[tokio::test]
+async fn vcdm_1_1_presentations_sign_and_verify() {
+    use swarmguard_identity::vc::{Engine, IssuerDid, IssuerKey};
+    let service = Running::start().await;
+    let holder = IssuerKey::from_seed(&[13; 32], &IssuerDid::Key).unwrap();
+    let engine = Engine::new(None);
+    let presentation = json!({
+        "@context": ["https://www.w3.org/2018/credentials/v1"],
+        "type": ["VerifiablePresentation"],
+        "holder": holder.did().as_str(),
+    });
+    let signed = engine
+        .sign_presentation(&holder, presentation, Some("c-1"), None)
+        .await
+        .unwrap();
+    let verify = |vp: Value| {
+        let body = json!({ "verifiablePresentation": vp, "options": { "challenge": "c-1" } });
+        let svc = &service;
+        async move { svc.post("/presentations/verify", &body).await }
+    };
+    let (status, result) = verify(signed.clone()).await;
+    assert_eq!(status, 200, "{result}");
+    assert!(
+        result["checks"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("proof")),
+        "{result}"
+    );
+
+    let mut tampered = signed;
+    tampered["holder"] = json!("did:example:someone-else");
+    let (status, result) = verify(tampered).await;
+    assert_eq!(status, 422, "{result}");
+}
