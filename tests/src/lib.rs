@@ -75,8 +75,33 @@ fn binaries_dir() -> &'static Path {
                 build.args(["--profile", other]);
             }
         }
+        // Cargo gives a running test the variables it gives a crate being compiled
+        // (`CARGO_MANIFEST_DIR`, `CARGO_PKG_*`, ...). Passed on, build scripts that watch
+        // them (ring's does, `rerun-if-env-changed`) look changed and everything above
+        // them rebuilds: a minute of CI for nothing.
+        for (name, _) in std::env::vars_os() {
+            if name.to_str().is_some_and(set_by_cargo_for_tests) {
+                build.env_remove(name);
+            }
+        }
         let status = build.status().expect("cargo can be started");
         assert!(status.success(), "building the workspace binaries failed");
         profile_dir
     })
+}
+
+/// Whether cargo sets `name` for the test it runs (as opposed to configuration the user
+/// gave cargo, such as `CARGO_HOME` or `CARGO_TARGET_DIR`, which must pass through).
+fn set_by_cargo_for_tests(name: &str) -> bool {
+    const PREFIXES: [&str; 4] = [
+        "CARGO_PKG_",
+        "CARGO_MANIFEST_",
+        "CARGO_BIN_",
+        "CARGO_CRATE_",
+    ];
+    PREFIXES.iter().any(|prefix| name.starts_with(prefix))
+        || matches!(
+            name,
+            "CARGO_PRIMARY_PACKAGE" | "CARGO_TARGET_TMPDIR" | "CARGO_RUSTC_CURRENT_DIR"
+        )
 }
