@@ -163,9 +163,7 @@ async fn status_list_is_a_signed_bitstring_status_list_credential() {
         .parse()
         .unwrap();
     let id = vc["id"].as_str().unwrap();
-    service
-        .post("/credentials/status", &json!({ "credentialId": id, "credentialStatus": [{ "type": "BitstringStatusListCredential", "status": "revoked" }] }))
-        .await;
+    service.set_status(id, "revoked").await;
     let list: Value = service
         .client
         .get(&url)
@@ -587,7 +585,7 @@ async fn presentations_check_proof_challenge_domain_holder_and_credentials() {
 
     // A revoked credential inside makes the presentation fail.
     let id = vc["id"].as_str().unwrap();
-    service.post("/credentials/status", &json!({ "credentialId": id, "credentialStatus": [{ "type": "BitstringStatusListCredential", "status": "revoked" }] })).await;
+    service.set_status(id, "revoked").await;
     let (status, result) = verify(signed, "c-123", "verifier.example").await;
     assert_eq!(status, 422, "{result}");
     assert!(result["errors"].to_string().contains("revoked"), "{result}");

@@ -9,13 +9,84 @@ use swarmguard_identity::config::Config;
 use swarmguard_identity::server;
 use tokio::net::TcpListener;
 
-/// A service running in this process until dropped.
-pub(crate) struct Running {
-    pub addr: SocketAddr,
+/// An identityd's HTTP API as a client with the admin token sees it: what tests call,
+/// whether the service runs in this process ([`Running`]) or as a child process.
+pub(crate) struct Api {
     pub base: String,
     pub token: String,
-    pub did: String,
     pub client: reqwest::Client,
+}
+
+impl Api {
+    pub(crate) fn new(base: String, token: String) -> Api {
+        Api {
+            base,
+            token,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base.trim_end_matches('/'))
+    }
+
+    /// POSTs JSON with the admin token; returns status and body.
+    pub(crate) async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let request = self.client.post(self.url(path)).bearer_auth(&self.token);
+        reply(request.json(body).send().await.unwrap()).await
+    }
+
+    pub(crate) async fn get(&self, path: &str) -> (u16, Value) {
+        reply(self.client.get(self.url(path)).send().await.unwrap()).await
+    }
+
+    /// Issues a minimal VCDM 2.0 credential by `issuer` in `format`.
+    pub(crate) async fn issue_by(&self, issuer: &str, format: &str) -> Value {
+        let (status, body) = self
+            .post(
+                "/credentials/issue",
+                &serde_json::json!({
+                    "credential": minimal_credential(issuer),
+                    "options": { "format": format },
+                }),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body["verifiableCredential"].clone()
+    }
+
+    pub(crate) async fn verify(&self, credential: &Value) -> (u16, Value) {
+        self.post(
+            "/credentials/verify",
+            &serde_json::json!({ "verifiableCredential": credential }),
+        )
+        .await
+    }
+
+    /// Sets a credential's status (`revoked`, `suspended`, `active`); returns the status code.
+    pub(crate) async fn set_status(&self, credential_id: &str, status: &str) -> u16 {
+        let body = serde_json::json!({
+            "credentialId": credential_id,
+            "credentialStatus": [{ "type": "BitstringStatusListCredential", "status": status }],
+        });
+        self.post("/credentials/status", &body).await.0
+    }
+}
+
+async fn reply(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// A service running in this process until dropped; its [`Api`] through `Deref`.
+pub(crate) struct Running {
+    pub addr: SocketAddr,
+    pub api: Api,
+    pub did: String,
     pub state: tempfile::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<Result<(), server::ServeError>>>,
@@ -74,69 +145,21 @@ impl Running {
             .unwrap_or_default();
         Running {
             addr,
-            base,
-            token,
+            api: Api {
+                base,
+                token,
+                client,
+            },
             did,
-            client,
             state,
             stop: Some(stop),
             task: Some(task),
         }
     }
 
-    pub(crate) fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    /// POSTs JSON with the admin token; returns status and body.
-    pub(crate) async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        let response = self
-            .client
-            .post(self.url(path))
-            .bearer_auth(&self.token)
-            .json(body)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    pub(crate) async fn get(&self, path: &str) -> (u16, Value) {
-        let response = self.client.get(self.url(path)).send().await.unwrap();
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
     /// Issues a minimal VCDM 2.0 credential in `format`.
     pub(crate) async fn issue(&self, format: &str) -> Value {
-        let (status, body) = self
-            .post(
-                "/credentials/issue",
-                &serde_json::json!({
-                    "credential": minimal_credential(&self.did),
-                    "options": { "format": format },
-                }),
-            )
-            .await;
-        assert_eq!(status, 201, "{body}");
-        body["verifiableCredential"].clone()
-    }
-
-    pub(crate) async fn verify(&self, credential: &Value) -> (u16, Value) {
-        self.post(
-            "/credentials/verify",
-            &serde_json::json!({ "verifiableCredential": credential }),
-        )
-        .await
+        self.api.issue_by(&self.did, format).await
     }
 
     /// Stops the service and waits for it.
@@ -153,6 +176,14 @@ impl Running {
         if let Some(task) = self.task.take() {
             task.await.unwrap().unwrap();
         }
+    }
+}
+
+impl std::ops::Deref for Running {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
     }
 }
 

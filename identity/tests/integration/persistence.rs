@@ -5,9 +5,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::common::{Running, minimal_credential};
+use crate::common::{Api, Running, minimal_credential};
 
 #[tokio::test]
 async fn key_and_token_are_created_once_with_mode_0600() {
@@ -99,63 +99,29 @@ async fn issued_index_and_revocations_survive_kill_9() {
     let state = tempfile::tempdir().unwrap();
     let port = free_port();
     let mut first = spawn(state.path(), port).await;
-    let client = reqwest::Client::new();
     let token = std::fs::read_to_string(state.path().join("admin.token"))
         .unwrap()
         .trim()
         .to_owned();
-    let did: Value = client
-        .get(format!("{}/.well-known/did.json", first.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let api = Api::new(first.base.clone(), token);
+    let (_, did) = api.get("/.well-known/did.json").await;
     let did = did["id"].as_str().unwrap().to_owned();
 
     let mut issued = Vec::new();
     for _ in 0..3 {
-        let response: Value = client
-            .post(format!("{}/credentials/issue", first.base))
-            .bearer_auth(&token)
-            .json(&json!({ "credential": minimal_credential(&did) }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        issued.push(response["verifiableCredential"].clone());
+        issued.push(api.issue_by(&did, "ldp_vc").await);
     }
     let revoked = issued[1]["id"].as_str().unwrap().to_owned();
-    let response = client.post(format!("{}/credentials/status", first.base)).bearer_auth(&token)
-        .json(&json!({ "credentialId": revoked, "credentialStatus": [{ "type": "BitstringStatusListCredential", "status": "revoked" }] }))
-        .send().await.unwrap();
-    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(api.set_status(&revoked, "revoked").await, 200);
 
     // SIGKILL: no shutdown path runs.
     first.child.kill().unwrap();
     first.child.wait().unwrap();
 
     let mut second = spawn(state.path(), port).await;
-    let verify = |vc: Value| {
-        let client = client.clone();
-        let base = second.base.clone();
-        async move {
-            let response = client
-                .post(format!("{base}/credentials/verify"))
-                .json(&json!({ "verifiableCredential": vc }))
-                .send()
-                .await
-                .unwrap();
-            let status = response.status().as_u16();
-            (status, response.json::<Value>().await.unwrap())
-        }
-    };
-    let (status, result) = verify(issued[0].clone()).await;
+    let (status, result) = api.verify(&issued[0]).await;
     assert_eq!(status, 200, "{result}");
-    let (status, result) = verify(issued[1].clone()).await;
+    let (status, result) = api.verify(&issued[1]).await;
     assert_eq!(status, 422, "{result}");
     assert!(
         result["errors"]
@@ -164,23 +130,11 @@ async fn issued_index_and_revocations_survive_kill_9() {
             .contains(&json!("revoked"))
     );
     // The index remembers the credential (revocation is final) and allocation goes on.
-    let response = client.post(format!("{}/credentials/status", second.base)).bearer_auth(&token)
-        .json(&json!({ "credentialId": revoked, "credentialStatus": [{ "type": "BitstringStatusListCredential", "status": "active" }] }))
-        .send().await.unwrap();
-    assert_eq!(response.status().as_u16(), 409);
-    let response: Value = client
-        .post(format!("{}/credentials/issue", second.base))
-        .bearer_auth(&token)
-        .json(&json!({ "credential": minimal_credential(&did) }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    assert_eq!(api.set_status(&revoked, "active").await, 409);
+    let fourth = api.issue_by(&did, "ldp_vc").await;
     let indexes: Vec<&str> = issued
         .iter()
-        .chain([&response["verifiableCredential"]])
+        .chain([&fourth])
         .map(|vc| {
             vc["credentialStatus"][0]["statusListIndex"]
                 .as_str()
