@@ -105,3 +105,45 @@ fn set_by_cargo_for_tests(name: &str) -> bool {
             "CARGO_PRIMARY_PACKAGE" | "CARGO_TARGET_TMPDIR" | "CARGO_RUSTC_CURRENT_DIR"
         )
 }
+
+/// A loopback TCP port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("loopback has free ports")
+        .local_addr()
+        .expect("a bound socket has an address")
+        .port()
+}
+
+/// `GET path` over HTTP/1.0 on loopback, retried until something answers or 20 s pass.
+pub fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        match std::net::TcpStream::connect(("127.0.0.1", port)) {
+            Ok(mut stream) => {
+                write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")
+                    .expect("the request is written");
+                let mut response = String::new();
+                stream
+                    .read_to_string(&mut response)
+                    .expect("the response is read");
+                return response;
+            }
+            Err(err) if std::time::Instant::now() > deadline => {
+                panic!("nothing listens on {port}: {err}")
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+        }
+    }
+}
+
+/// Sends SIGTERM and returns the exit code.
+pub fn terminate(mut child: std::process::Child) -> Option<i32> {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill can be started");
+    assert!(status.success());
+    child.wait().expect("the child can be waited for").code()
+}
