@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 pub use swarmguard_identity::cli_docs::GenerateArgs;
 
 /// Where `swarmctl` finds the agent's admin socket unless told otherwise.
-pub const DEFAULT_SOCKET: &str = "/run/swarmguard/agent.sock";
+pub const DEFAULT_SOCKET: &str = crate::config::DEFAULT_SOCKET;
 
 /// Swarmguard agent: detects attacks in packets and logs, gossips signed threat signals
 /// with the swarm, and blocks attackers with nftables.
@@ -45,6 +45,9 @@ pub struct RunArgs {
     /// State directory (key, credential, database); overrides `agent.state_dir`.
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Admin socket for swarmctl; overrides `api.socket`.
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
     /// Prometheus metrics address; overrides `api.metrics_listen`.
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
@@ -127,10 +130,11 @@ pub enum SwarmctlCommand {
     Status,
     /// Members of the swarm as this agent sees them.
     Peers,
-    /// Recent alerts.
-    Alerts,
+    /// Recent alerts (the newest last).
+    Alerts(AlertsArgs),
     /// List, add or delete decisions.
-    Decisions,
+    #[command(subcommand)]
+    Decisions(DecisionsCommand),
     /// Test or reload packet rules.
     #[command(subcommand)]
     Rules(RulesCommand),
@@ -144,6 +148,40 @@ pub enum SwarmctlCommand {
     /// Write the man page or a shell completion script to stdout (for packagers).
     #[command(hide = true)]
     Generate(GenerateArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AlertsArgs {
+    /// Keep printing new alerts as they come (one JSON object per line with --json).
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DecisionsCommand {
+    /// The decisions in force: subject, action, until, origin, reason.
+    List,
+    /// Block (or, for a domain, sinkhole) SUBJECT on this host, written to disk and to the
+    /// kernel before the answer.
+    Add(DecisionsAddArgs),
+    /// Lift the decision on SUBJECT (address, CIDR network or domain).
+    Delete {
+        #[arg(value_name = "SUBJECT")]
+        subject: String,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DecisionsAddArgs {
+    /// An address, a CIDR network or a domain.
+    #[arg(value_name = "SUBJECT")]
+    pub subject: String,
+    /// How long, e.g. 30m, 4h, 7days.
+    #[arg(long, value_name = "DURATION")]
+    pub duration: String,
+    /// Why, for whoever reads `decisions list` later.
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -10,6 +10,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use swarmguard_identity::daemon::{self, ConfigError, ConfigWarning, LogConfig, RawLog, Source};
 
+use crate::decide::quorum::QuorumConfig;
+use crate::decide::{BanTime, PolicyConfig};
+use crate::detect::Severity;
 use crate::enforce::{BackendKind, EnforceConfig, NftCommand, NftConfig};
 use crate::sensor::capture::{self, CaptureConfig};
 use crate::store::StoreConfig;
@@ -24,6 +27,10 @@ pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9480";
 pub const DEFAULT_GOSSIP_LISTEN: &str = "0.0.0.0:7300";
 /// Installed Suricata-format packet rules (`*.rules`).
 pub const DEFAULT_RULES_DIR: &str = "/etc/swarmguard/rules.d";
+/// The admin socket `swarmctl` talks to.
+pub const DEFAULT_SOCKET: &str = "/run/swarmguard/agent.sock";
+/// How many recent alerts the admin API keeps for `swarmctl alerts`.
+pub const DEFAULT_RECENT_ALERTS: usize = 1000;
 /// Installed log scenarios (`*.toml`).
 pub const DEFAULT_SCENARIOS_DIR: &str = "/etc/swarmguard/scenarios.d";
 
@@ -37,6 +44,12 @@ pub struct Config {
     pub metrics_listen: SocketAddr,
     /// The UDP address the swarm's QUIC endpoint binds.
     pub gossip_listen: SocketAddr,
+    /// The admin API's unix socket (`swarmctl --socket`).
+    pub socket: PathBuf,
+    /// How many recent alerts `swarmctl alerts` can show.
+    pub recent_alerts: usize,
+    /// The decision policy (`[decide]`).
+    pub decide: PolicyConfig,
     /// Packet rule files, or folders whose `*.rules` files are read.
     pub rule_paths: Vec<PathBuf>,
     /// Log scenario files, or folders whose `*.toml` files are read.
@@ -119,6 +132,21 @@ impl Config {
                 DEFAULT_METRICS_LISTEN,
             )?,
             gossip_listen: addr("gossip.listen", raw.gossip.listen, DEFAULT_GOSSIP_LISTEN)?,
+            socket: raw
+                .api
+                .socket
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET)),
+            recent_alerts: match raw.api.recent_alerts {
+                None => DEFAULT_RECENT_ALERTS,
+                Some(n @ 1..=100_000) => n as usize,
+                Some(n) => {
+                    return Err(source.key_error(
+                        "api.recent_alerts",
+                        format!("{n} is out of range (1 to 100000)"),
+                    ));
+                }
+            },
+            decide: raw.decide.validate(source)?,
             rule_paths: raw
                 .rules
                 .paths
@@ -172,6 +200,108 @@ struct RawConfig {
     store: RawStore,
     #[serde(default)]
     logs: RawLogs,
+    #[serde(default)]
+    decide: RawDecide,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDecide {
+    block_severity: Option<String>,
+    quorum: Option<i64>,
+    window: Option<String>,
+    severity_threshold: Option<i64>,
+    ban_time: Option<String>,
+    ban_factor: Option<f64>,
+    ban_max: Option<String>,
+    allowlist: Option<Vec<String>>,
+}
+
+impl RawDecide {
+    fn validate(self, source: &Source) -> Result<PolicyConfig, ConfigError> {
+        let defaults = PolicyConfig::default();
+        let block_severity = match self.block_severity.as_deref() {
+            None => defaults.block_severity,
+            Some("never") => None,
+            Some(name) => Some(Severity::from_name(name).ok_or_else(|| {
+                source.key_error(
+                    "decide.block_severity",
+                    format!(
+                        "unknown severity \"{name}\", expected info, low, medium, high, critical or never"
+                    ),
+                )
+            })?),
+        };
+        let quorum = match self.quorum {
+            None => defaults.quorum.quorum,
+            Some(n @ 1..=1000) => n as usize,
+            Some(n) => {
+                return Err(
+                    source.key_error("decide.quorum", format!("{n} is out of range (1 to 1000)"))
+                );
+            }
+        };
+        let duration = |key: &str, value: Option<String>, default: Duration| match value {
+            None => Ok(default),
+            Some(text) => {
+                let value = daemon::parse_duration(source, key, &text)?;
+                if value.is_zero() {
+                    Err(source.key_error(key, "must be longer than zero"))
+                } else {
+                    Ok(value)
+                }
+            }
+        };
+        let window = duration("decide.window", self.window, defaults.quorum.window)?;
+        // The heaviest single vote is `critical` (4): a threshold at or below it would let
+        // one member block alone.
+        let severity_threshold = match self.severity_threshold {
+            None | Some(0) => None,
+            Some(n @ 5..=100_000) => Some(n as u32),
+            Some(n) => {
+                return Err(source.key_error(
+                    "decide.severity_threshold",
+                    format!("{n} would let one member block alone; use 0 (off) or 5 and more"),
+                ));
+            }
+        };
+        let base = duration("decide.ban_time", self.ban_time, defaults.ban.base)?;
+        let cap = duration("decide.ban_max", self.ban_max, defaults.ban.cap)?;
+        if cap < base {
+            return Err(source.key_error("decide.ban_max", "is shorter than decide.ban_time"));
+        }
+        let factor = self.ban_factor.unwrap_or(defaults.ban.factor);
+        if !(1.0..=100.0).contains(&factor) {
+            return Err(source.key_error(
+                "decide.ban_factor",
+                format!("{factor} is out of range (1 to 100)"),
+            ));
+        }
+        let mut allowlist = Vec::new();
+        for text in self.allowlist.unwrap_or_default() {
+            let net = text
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    source.key_error(
+                        "decide.allowlist",
+                        format!("\"{text}\" is not an address or a CIDR network"),
+                    )
+                })?;
+            allowlist.push(net.trunc());
+        }
+        Ok(PolicyConfig {
+            block_severity,
+            quorum: QuorumConfig {
+                quorum,
+                window,
+                severity_threshold,
+                ..defaults.quorum
+            },
+            ban: BanTime { base, factor, cap },
+            allowlist,
+        })
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -229,6 +359,8 @@ struct RawAgent {
 #[serde(deny_unknown_fields)]
 struct RawApi {
     metrics_listen: Option<String>,
+    socket: Option<PathBuf>,
+    recent_alerts: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -439,6 +571,9 @@ mod tests {
         assert_eq!(shipped.capture, defaults.capture);
         assert_eq!(shipped.enforce, defaults.enforce);
         assert_eq!(shipped.store, defaults.store);
+        assert_eq!(shipped.decide, defaults.decide);
+        assert_eq!(shipped.socket, defaults.socket);
+        assert_eq!(shipped.recent_alerts, defaults.recent_alerts);
     }
 
     #[test]
@@ -511,6 +646,65 @@ mod tests {
                 "[store]\nhistory_retention = \"soon\"\n",
                 "store.history_retention: invalid duration",
             ),
+        ] {
+            let err = load(text).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("agent.toml: {key}")),
+                "{text:?} gave {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn decide_keys_are_read_and_bad_ones_named() {
+        let config = load(
+            "[api]\nsocket = \"/tmp/a.sock\"\nrecent_alerts = 10\n\
+             [decide]\nblock_severity = \"medium\"\nquorum = 2\nwindow = \"5m\"\n\
+             severity_threshold = 8\nban_time = \"10m\"\nban_factor = 3.0\nban_max = \"1d\"\n\
+             allowlist = [\"192.0.2.0/24\", \"2001:db8::1\"]\n",
+        )
+        .unwrap();
+        assert_eq!(config.socket, Path::new("/tmp/a.sock"));
+        assert_eq!(config.recent_alerts, 10);
+        let decide = &config.decide;
+        assert_eq!(decide.block_severity, Some(Severity::Medium));
+        assert_eq!(decide.quorum.quorum, 2);
+        assert_eq!(decide.quorum.window, Duration::from_secs(300));
+        assert_eq!(decide.quorum.severity_threshold, Some(8));
+        assert_eq!(
+            decide.ban,
+            BanTime {
+                base: Duration::from_secs(600),
+                factor: 3.0,
+                cap: Duration::from_secs(86400)
+            }
+        );
+        assert_eq!(decide.allowlist.len(), 2);
+        assert_eq!(
+            load("[decide]\nblock_severity = \"never\"\n")
+                .unwrap()
+                .decide
+                .block_severity,
+            None
+        );
+        for (text, key) in [
+            (
+                "[decide]\nblock_severity = \"loud\"\n",
+                "decide.block_severity",
+            ),
+            ("[decide]\nquorum = 0\n", "decide.quorum"),
+            (
+                "[decide]\nseverity_threshold = 4\n",
+                "decide.severity_threshold",
+            ),
+            (
+                "[decide]\nban_time = \"2d\"\nban_max = \"1d\"\n",
+                "decide.ban_max",
+            ),
+            ("[decide]\nban_factor = 0.5\n", "decide.ban_factor"),
+            ("[decide]\nallowlist = [\"nope\"]\n", "decide.allowlist"),
+            ("[decide]\nwindow = \"0s\"\n", "decide.window"),
+            ("[api]\nrecent_alerts = 0\n", "api.recent_alerts"),
         ] {
             let err = load(text).unwrap_err().to_string();
             assert!(

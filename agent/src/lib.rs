@@ -7,7 +7,7 @@
 //! module of its own and arrives with its issue; what exists today:
 //!
 //! - [`config`]: `agent.toml`, read in two stages (raw serde, then validated).
-//! - [`api`]: the Prometheus `/metrics` endpoint.
+//! - [`api`]: the Prometheus `/metrics` endpoint and the admin API on a unix socket.
 //! - [`sensor`]: where input comes from: live capture through libpcap into a bounded
 //!   queue ([`sensor::capture`]), capture files ([`sensor::pcap_file`]), log files and the
 //!   journal (`tail -F`, [`sensor::log`]), Suricata `eve.json` ([`sensor::eve`]).
@@ -17,7 +17,10 @@
 //! - [`logs`]: log detection as the daemon runs it (sensors -> scenarios -> alerts).
 //! - [`packets`]: packet detection as the daemon runs it (capture -> rules -> alerts).
 //! - [`scenario_test`]: `swarmctl scenarios test`, log scenarios over a file, explained.
-//! - [`decide`]: the [`decide::Decision`] this host enforces (the policy lands here).
+//! - [`decide`]: the [`decide::Decision`] this host enforces, and the sans-IO
+//!   [`decide::Policy`] that makes them.
+//! - [`decisions`]: the decision stage as the daemon runs it (policy -> store -> enforce,
+//!   publish to the swarm), and the operator commands.
 //! - [`enforce`]: the nftables and dry-run backends; the only code that touches the kernel's
 //!   packet filter.
 //! - [`store`]: the sled database: decisions, ban history, signals, peers.
@@ -35,6 +38,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod decide;
+pub mod decisions;
 pub mod detect;
 pub mod enforce;
 pub mod logs;

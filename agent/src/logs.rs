@@ -27,9 +27,74 @@ pub struct LogDetection {
     files: Option<LogSensor>,
     eve: Option<EveSensor>,
     engine: Option<JoinHandle<()>>,
+    /// Hands reloaded scenarios to the engine task.
+    swap: Option<mpsc::Sender<Vec<crate::detect::scenario::Scenario>>>,
+    /// The log sources being followed: a reload cannot add new ones.
+    sources: BTreeSet<String>,
+    /// How many scenarios are in use.
+    scenarios: usize,
+}
+
+/// What [`LogDetection::reload`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reloaded {
+    pub applied: bool,
+    pub scenarios: usize,
+    pub errors: Vec<String>,
 }
 
 impl LogDetection {
+    /// How many scenarios are in use.
+    pub fn scenarios(&self) -> usize {
+        self.scenarios
+    }
+
+    /// Reads the scenario paths again. A scenario that does not load keeps the old ones in
+    /// use; so does a scenario reading a log source that is not followed yet (following
+    /// new files needs a restart), and the errors say so.
+    pub async fn reload(&mut self, config: &Config) -> Reloaded {
+        let (scenarios, errors) = load_paths(&config.scenario_paths);
+        let mut errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        let new_sources: Vec<String> = scenarios
+            .iter()
+            .flat_map(|s| s.file_sources().map(str::to_owned))
+            .filter(|source| !self.sources.contains(source))
+            .collect();
+        for source in new_sources {
+            errors.push(format!(
+                "{source}: a new log source; restart the agent to follow it"
+            ));
+        }
+        let keep = Reloaded {
+            applied: false,
+            scenarios: self.scenarios,
+            errors: errors.clone(),
+        };
+        if !errors.is_empty() {
+            return keep;
+        }
+        let count = scenarios.len();
+        match &self.swap {
+            Some(swap) if swap.send(scenarios).await.is_ok() => {
+                self.scenarios = count;
+                Reloaded {
+                    applied: true,
+                    scenarios: count,
+                    errors,
+                }
+            }
+            _ if count == 0 => Reloaded {
+                applied: true,
+                scenarios: 0,
+                errors,
+            },
+            _ => Reloaded {
+                errors: vec!["no scenario ran at start: restart the agent to run some".to_owned()],
+                ..keep
+            },
+        }
+    }
+
     /// Stops the sensors; the engine task ends when their lines are drained.
     pub async fn stop(self) {
         if let Some(files) = self.files {
@@ -152,6 +217,9 @@ pub fn start(
         files: None,
         eve: None,
         engine: None,
+        swap: None,
+        sources: BTreeSet::new(),
+        scenarios: scenarios.len(),
     };
     if !scenarios.is_empty() {
         let files: BTreeSet<String> = scenarios
@@ -163,6 +231,7 @@ pub fn start(
             .flat_map(|s| s.journal_units().map(str::to_owned))
             .collect();
         let (tx, mut rx) = mpsc::channel::<LogLine>(config.logs.queue);
+        let files_followed = files.clone();
         let sensor = log::spawn(files.into_iter().collect(), options.clone(), tx.clone())?;
         if config.logs.journal && !units.is_empty() {
             let units: Vec<String> = units.into_iter().collect();
@@ -183,6 +252,9 @@ pub fn start(
         }
         let file_counters = sensor.counters().clone();
         detection.files = Some(sensor);
+        detection.sources = files_followed;
+        let (swap, mut swaps) = mpsc::channel(1);
+        detection.swap = Some(swap);
         let mut engine = Engine::new(scenarios, EngineOptions::default());
         let alerts = alerts.clone();
         detection.engine = Some(tokio::spawn(async move {
@@ -192,6 +264,10 @@ pub fn start(
             let mut report = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tokio::select! {
+                    Some(reloaded) = swaps.recv() => {
+                        // Buckets and sessions start afresh with the new scenarios.
+                        engine = Engine::new(reloaded, EngineOptions::default());
+                    }
                     line = rx.recv() => {
                         let Some(line) = line else { break };
                         let source = engine.source(&line.source);

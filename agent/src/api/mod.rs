@@ -1,5 +1,14 @@
 //! What the agent answers: the Prometheus `/metrics` endpoint on a TCP address (default
-//! `127.0.0.1:9480`). Metric names start with `swarmguard_`.
+//! `127.0.0.1:9480`; metric names start with `swarmguard_`), and the admin API on a unix
+//! socket for `swarmctl`.
+//!
+//! - [`admin`]: the admin API's routes, its JSON shapes and the socket's binding.
+//! - [`alerts`]: the bounded ring of recent alerts, and the stream of new ones.
+//! - [`client`]: `swarmctl`'s side of the admin API.
+
+pub mod admin;
+pub mod alerts;
+pub mod client;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -140,6 +140,9 @@ fn run(args: RunArgs) -> ExitCode {
     if let Some(dir) = args.state_dir {
         config.state_dir = dir;
     }
+    if let Some(path) = args.socket {
+        config.socket = path;
+    }
     if let Some(addr) = args.metrics_listen {
         config.metrics_listen = addr;
     }
@@ -173,7 +176,19 @@ async fn bind(config: &Config) -> anyhow::Result<Sockets> {
     let gossip = tokio::net::UdpSocket::bind(config.gossip_listen)
         .await
         .with_context(|| format!("cannot bind the gossip socket {}", config.gossip_listen))?;
-    Ok(Sockets { metrics, gossip })
+    // Without the admin socket the agent still detects and blocks: a warning, not a stop.
+    let admin = match swarmguard_agent::api::admin::bind(&config.socket) {
+        Ok(listener) => Some(listener),
+        Err(err) => {
+            tracing::warn!(path = %config.socket.display(), error = %err, "cannot bind the admin socket");
+            None
+        }
+    };
+    Ok(Sockets {
+        metrics,
+        gossip,
+        admin,
+    })
 }
 
 /// Until the swarm demo lands, the demo starts identityd and one agent on loopback with
@@ -203,16 +218,23 @@ async fn demo_until_signal() -> anyhow::Result<()> {
         .with_context(|| format!("cannot start {}", identityd.display()))?;
     let config = Config {
         state_dir: dir.path().join("agent"),
+        socket: dir.path().join("agent.sock"),
         metrics_listen: "127.0.0.1:9480".parse()?,
         gossip_listen: "127.0.0.1:7300".parse()?,
         rule_paths: vec![],
         scenario_paths: vec![],
+        // The demo shows what would be blocked; it does not touch this host's firewall.
+        enforce: swarmguard_agent::enforce::EnforceConfig {
+            backend: BackendKind::DryRun,
+            ..Default::default()
+        },
         ..Config::default()
     };
     edge::init_logging(&config.log);
     eprintln!("The multi-agent swarm demo is not built yet; running identityd and one agent:");
     eprintln!("  identityd  http://{identity_listen}/healthz");
     eprintln!("  swarmd     http://{}/metrics", config.metrics_listen);
+    eprintln!("  swarmctl   --socket {}", config.socket.display());
     eprintln!("  state in   {}  (removed on Ctrl-C)", dir.path().display());
     let sockets = bind(&config).await?;
     let result = daemon::run(config, sockets, edge::shutdown_signal()).await;

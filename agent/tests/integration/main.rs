@@ -4,6 +4,7 @@
 //! protocol core on a simulated network, and the sensor, store and enforcement stages on a
 //! real sled database and real libpcap and nftables in network namespaces the tests create.
 
+mod admin;
 mod capture;
 mod conformance;
 mod default_rules;
@@ -32,9 +33,17 @@ async fn run_serves_metrics_until_shutdown() {
     let metrics_addr = metrics.local_addr().unwrap();
     let gossip = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let agent = tokio::spawn(daemon::run(config, Sockets { metrics, gossip }, async {
-        let _ = stop_rx.await;
-    }));
+    let agent = tokio::spawn(daemon::run(
+        config,
+        Sockets {
+            metrics,
+            gossip,
+            admin: None,
+        },
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
 
     let mut stream = TcpStream::connect(metrics_addr).await.unwrap();
     stream
@@ -90,9 +99,17 @@ async fn run_detects_log_scenarios_and_eve_alerts() {
     let metrics_addr = metrics.local_addr().unwrap();
     let gossip = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let agent = tokio::spawn(daemon::run(config, Sockets { metrics, gossip }, async {
-        let _ = stop_rx.await;
-    }));
+    let agent = tokio::spawn(daemon::run(
+        config,
+        Sockets {
+            metrics,
+            gossip,
+            admin: None,
+        },
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
     // Wait until the agent follows the files: its metrics endpoint answers after start.
     let _ = metrics_text(metrics_addr).await;
 

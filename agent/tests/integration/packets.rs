@@ -62,9 +62,17 @@ fn run_matches_captured_packets_against_the_rules() {
             let addr = metrics.local_addr().unwrap();
             let gossip = UdpSocket::bind("127.0.0.1:0").await.unwrap();
             let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-            let agent = tokio::spawn(daemon::run(config, Sockets { metrics, gossip }, async {
-                let _ = stop_rx.await;
-            }));
+            let agent = tokio::spawn(daemon::run(
+                config,
+                Sockets {
+                    metrics,
+                    gossip,
+                    admin: None,
+                },
+                async {
+                    let _ = stop_rx.await;
+                },
+            ));
             let mut alerts = 0;
             let mut text = String::new();
             // Bounded: ~30 s. Packets sent before the capture is up are simply not seen.

@@ -56,10 +56,16 @@ fn bad_usage_exits_64() {
 }
 
 #[test]
-fn unimplemented_subcommands_say_so_and_fail() {
-    let out = run("swarmctl", &["peers"]);
-    assert!(!out.status.success());
-    assert!(stderr(&out).contains("not implemented"), "{}", stderr(&out));
+fn swarmctl_without_an_agent_says_so_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("absent.sock");
+    let out = run("swarmctl", &["--socket", socket.to_str().unwrap(), "peers"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("cannot reach the agent"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

@@ -15,6 +15,8 @@ fn swarmd_runs_without_a_config_file_and_serves_metrics() {
         .arg(state.path())
         .args(["--metrics-listen", &format!("127.0.0.1:{metrics}")])
         .args(["--gossip-listen", "127.0.0.1:0"])
+        .arg("--socket")
+        .arg(state.path().join("agent.sock"))
         .env("SWARMGUARD_TEST", "1")
         .stderr(Stdio::null())
         .spawn()
@@ -64,7 +66,9 @@ fn both_daemons_tell_systemd_they_are_ready_and_feed_the_watchdog() {
         let mut cmd = command(bin);
         if bin == "swarmd" {
             cmd.args(["run", "--metrics-listen", &format!("127.0.0.1:{port}")])
-                .args(["--gossip-listen", "127.0.0.1:0"]);
+                .args(["--gossip-listen", "127.0.0.1:0"])
+                .arg("--socket")
+                .arg(dir.path().join("agent.sock"));
         } else {
             cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")]);
         }

@@ -1,5 +1,6 @@
 //! End-to-end tests: each one starts the real `swarmd`, `swarmctl` or `identityd`.
 
+mod blocking;
 mod cli;
 mod daemons;
 mod readme;

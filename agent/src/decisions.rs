@@ -1,0 +1,793 @@
+//! The decision stage as `swarmd run` runs it: one task owns the [`Policy`], and turns
+//! alerts, swarm events and operator commands into decisions, which it stores, hands to
+//! the enforcement backend in batches, and (when local) publishes to the swarm.
+//!
+//! Everything that changes decisions goes through this one task, so the store, the kernel
+//! and the policy never disagree about ordering. Operator commands (`swarmctl decisions
+//! add|delete`) are answered only after the decision is flushed to disk and applied to the
+//! kernel.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::api::Metrics;
+use crate::api::alerts::{AlertLog, AlertRecord};
+use crate::decide::{
+    Decision, OperatorDecision, Origin, Outcome, Policy, PolicyConfig, Proposal, Refusal,
+};
+use crate::detect::Alert;
+use crate::enforce::{Backend, Change};
+use crate::store::{Durability, Store, StoreError, StoredSignal};
+use crate::subject::Subject;
+use crate::swarm::{Event, Reason, Signal, SignalBody, SwarmLink, SwarmView};
+
+/// Alerts and events handled before one batch goes to the kernel: enough to make a flood
+/// cheap (one `nft` run per batch), small enough to keep latency low.
+pub const BATCH: usize = 10_000;
+/// How often lapsed records are swept, the quorum pruned and this host's addresses re-read.
+pub const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(5);
+/// Operator commands waiting for the stage.
+const COMMAND_QUEUE: usize = 64;
+/// The longest a published signal may live (the swarm refuses longer ones).
+const MAX_SIGNAL_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// What an operator asks of the stage; each carries where to send the answer.
+#[derive(Debug)]
+pub enum Command {
+    /// `swarmctl decisions add`.
+    Add {
+        decision: OperatorDecision,
+        reply: oneshot::Sender<Result<Decision, CommandError>>,
+    },
+    /// `swarmctl decisions delete`: the removed decision, if there was one.
+    Delete {
+        subject: Subject,
+        reply: oneshot::Sender<Result<Option<Decision>, CommandError>>,
+    },
+}
+
+/// Why an operator command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// The policy refused (allowlist).
+    #[error("refused: {subject} is {reason}", reason = refusal_text(*.refusal))]
+    Refused { subject: Subject, refusal: Refusal },
+    /// The store could not keep it.
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    /// The decision is stored but the kernel was not changed.
+    #[error("stored, but the enforcement backend failed: {0}")]
+    Enforce(String),
+    /// The stage has stopped.
+    #[error("the agent is shutting down")]
+    Stopped,
+}
+
+fn refusal_text(refusal: Refusal) -> &'static str {
+    match refusal {
+        Refusal::Allowlisted => "in an allowlisted network",
+        Refusal::SwarmMember => "a swarm member's address",
+        Refusal::Loopback => "a loopback address",
+        Refusal::OwnAddress => "one of this host's own addresses",
+        Refusal::QuorumFull => "not tracked: the quorum table is full",
+    }
+}
+
+/// What `swarmctl status` shows of the stage.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StageStatus {
+    /// `nftables` or `dry-run`.
+    pub backend: &'static str,
+    /// Whether the backend's last load or batch succeeded.
+    pub backend_loaded: bool,
+    /// Active decisions by origin kind (`local`, `quorum`, `operator`).
+    pub active: BTreeMap<&'static str, u64>,
+    /// Alerts the stage has seen since start.
+    pub alerts: u64,
+}
+
+/// The admin API's handle on the stage.
+#[derive(Debug, Clone)]
+pub struct StageHandle {
+    commands: mpsc::Sender<Command>,
+    pub status: watch::Receiver<StageStatus>,
+}
+
+impl StageHandle {
+    pub async fn add(&self, decision: OperatorDecision) -> Result<Decision, CommandError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Add { decision, reply })
+            .await
+            .map_err(|_| CommandError::Stopped)?;
+        answer.await.map_err(|_| CommandError::Stopped)?
+    }
+
+    pub async fn delete(&self, subject: Subject) -> Result<Option<Decision>, CommandError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Delete { subject, reply })
+            .await
+            .map_err(|_| CommandError::Stopped)?;
+        answer.await.map_err(|_| CommandError::Stopped)?
+    }
+}
+
+/// The stage's metrics.
+#[derive(Debug, Clone)]
+struct StageMetrics {
+    /// `swarmguard_decisions_total{origin}`: decisions made (new or renewed).
+    made: IntCounterVec,
+    /// `swarmguard_decisions_active{origin}`: decisions in force.
+    active: IntGaugeVec,
+    /// `swarmguard_decisions_refused_total{reason}`.
+    refused: IntCounterVec,
+    /// `swarmguard_alerts_total{rule}`: alerts the stage received.
+    alerts: IntCounterVec,
+    /// `swarmguard_signals_published_total`, and `..._publish_dropped_total` when the
+    /// swarm's queue was full.
+    published: IntCounter,
+    publish_dropped: IntCounter,
+    /// `swarmguard_signals_received_total`: signals the swarm handed to the stage.
+    received: IntCounter,
+    /// `swarmguard_quorum_subjects`: subjects with votes in the window.
+    quorum_subjects: IntGauge,
+}
+
+impl StageMetrics {
+    fn new(metrics: &Metrics) -> StageMetrics {
+        let vec = |name: &str, help: &str, label: &str| {
+            metrics.register(
+                IntCounterVec::new(Opts::new(name, help), &[label])
+                    .expect("static metric definition"),
+            )
+        };
+        let counter = |name: &str, help: &str| {
+            metrics.register(IntCounter::new(name, help).expect("static metric definition"))
+        };
+        let made = vec(
+            "swarmguard_decisions_total",
+            "Decisions made or renewed, by origin.",
+            "origin",
+        );
+        let refused = vec(
+            "swarmguard_decisions_refused_total",
+            "Blocks the policy refused, by reason (allowlist, own address, ...).",
+            "reason",
+        );
+        for refusal in Refusal::ALL {
+            refused.with_label_values(&[refusal.as_str()]);
+        }
+        let active = metrics.register(
+            IntGaugeVec::new(
+                Opts::new(
+                    "swarmguard_decisions_active",
+                    "Decisions in force, by origin.",
+                ),
+                &["origin"],
+            )
+            .expect("static metric definition"),
+        );
+        for origin in ["local", "quorum", "operator"] {
+            made.with_label_values(&[origin]);
+            active.with_label_values(&[origin]);
+        }
+        StageMetrics {
+            made,
+            active,
+            refused,
+            alerts: vec(
+                "swarmguard_alerts_total",
+                "Alerts received by the decision stage, by rule.",
+                "rule",
+            ),
+            published: counter(
+                "swarmguard_signals_published_total",
+                "Local decisions handed to the swarm as signals.",
+            ),
+            publish_dropped: counter(
+                "swarmguard_signals_publish_dropped_total",
+                "Local decisions not published because the swarm's queue was full.",
+            ),
+            received: counter(
+                "swarmguard_signals_received_total",
+                "Signals from the swarm handed to the decision stage.",
+            ),
+            quorum_subjects: metrics.register(
+                IntGauge::new(
+                    "swarmguard_quorum_subjects",
+                    "Subjects with swarm votes within the quorum window.",
+                )
+                .expect("static metric definition"),
+            ),
+        }
+    }
+}
+
+fn origin_kind(origin: &Origin) -> &'static str {
+    match origin {
+        Origin::Local { .. } => "local",
+        Origin::Quorum { .. } => "quorum",
+        Origin::Operator { .. } => "operator",
+    }
+}
+
+/// The decision stage, before it runs.
+#[derive(Debug)]
+pub struct Stage {
+    policy: Policy,
+    store: Arc<Store>,
+    backend: Arc<Mutex<Box<dyn Backend>>>,
+    backend_name: &'static str,
+    link: Option<SwarmLink>,
+    alerts: mpsc::Receiver<Alert>,
+    commands: mpsc::Receiver<Command>,
+    alert_log: Arc<AlertLog>,
+    metrics: StageMetrics,
+    status: watch::Sender<StageStatus>,
+}
+
+impl Stage {
+    /// Builds the stage and the handle the admin API uses.
+    pub fn new(
+        config: PolicyConfig,
+        store: Arc<Store>,
+        backend: Box<dyn Backend>,
+        link: Option<SwarmLink>,
+        alerts: mpsc::Receiver<Alert>,
+        alert_log: Arc<AlertLog>,
+        metrics: &Metrics,
+    ) -> (Stage, StageHandle) {
+        let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
+        let backend_name = backend.name();
+        let (status, status_rx) = watch::channel(StageStatus {
+            backend: backend_name,
+            ..StageStatus::default()
+        });
+        let stage = Stage {
+            policy: Policy::new(config),
+            store,
+            backend: Arc::new(Mutex::new(backend)),
+            backend_name,
+            link,
+            alerts,
+            commands,
+            alert_log,
+            metrics: StageMetrics::new(metrics),
+            status,
+        };
+        let handle = StageHandle {
+            commands: commands_tx,
+            status: status_rx,
+        };
+        (stage, handle)
+    }
+
+    /// Restores the swarm votes and reconciles the kernel from the store: what `swarmd`
+    /// does before it says it is ready.
+    pub async fn start(&mut self) {
+        let now = SystemTime::now();
+        self.refresh_own_addresses();
+        if let Some(link) = &self.link {
+            let view = link.view.borrow().clone();
+            self.refresh_view(&view);
+        }
+        self.restore_votes(now);
+        match self.store.active_decisions(now) {
+            Ok(active) => {
+                let count = active.len();
+                let loaded = self.with_backend(move |b| b.reconcile(&active, now)).await;
+                let ok = loaded.is_ok();
+                match loaded {
+                    Ok(applied) => tracing::info!(
+                        backend = self.backend_name,
+                        decisions = count,
+                        added = applied.added,
+                        updated = applied.updated,
+                        removed = applied.removed,
+                        "enforcement reconciled from the store"
+                    ),
+                    Err(err) => tracing::error!(
+                        backend = self.backend_name,
+                        error = %err,
+                        "THE ENFORCEMENT BACKEND DID NOT LOAD: nothing is being blocked; \
+                         detection goes on and every batch retries"
+                    ),
+                }
+                self.status.send_modify(|s| s.backend_loaded = ok);
+            }
+            Err(err) => tracing::error!(error = %err, "cannot read decisions from the store"),
+        }
+        self.update_active(now);
+    }
+
+    /// Runs until `stop` turns true ([`Stage::start`] first).
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        let mut events = self.link.as_mut().map(|link| {
+            // The stage reads events through its own receiver; the link keeps the rest.
+            std::mem::replace(&mut link.events, mpsc::channel(1).1)
+        });
+        let mut view = self.link.as_ref().map(|link| link.view.clone());
+        let mut ticks = tokio::time::interval(HOUSEKEEPING_EVERY);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await;
+        loop {
+            let mut changes = Vec::new();
+            let wake = tokio::select! {
+                alert = self.alerts.recv() => Wake::Alert(alert),
+                event = next_event(&mut events) => Wake::Event(event),
+                changed = view_changed(&mut view) => Wake::View(changed),
+                command = self.commands.recv() => Wake::Command(command),
+                _ = ticks.tick() => Wake::Tick,
+                _ = async { stop.wait_for(|stop| *stop).await.map(drop) } => Wake::Stop,
+            };
+            match wake {
+                Wake::Alert(Some(alert)) => self.on_alert(alert, &mut changes),
+                // Detection has stopped; keep serving commands until shutdown.
+                Wake::Alert(None) => self.alerts = mpsc::channel(1).1,
+                Wake::Event(Some(event)) => self.on_event(event, &mut changes),
+                Wake::Event(None) => events = None,
+                Wake::View(Some(snapshot)) => self.refresh_view(&snapshot),
+                Wake::View(None) => view = None,
+                Wake::Command(Some(command)) => {
+                    self.on_command(command).await;
+                    continue;
+                }
+                Wake::Command(None) => continue,
+                Wake::Tick => {
+                    self.housekeeping().await;
+                    continue;
+                }
+                Wake::Stop => break,
+            }
+            // Whatever else is already waiting joins this batch.
+            while changes.len() < BATCH {
+                if let Ok(alert) = self.alerts.try_recv() {
+                    self.on_alert(alert, &mut changes);
+                } else if let Some(Ok(event)) = events.as_mut().map(|e| e.try_recv()) {
+                    self.on_event(event, &mut changes);
+                } else {
+                    break;
+                }
+            }
+            if !changes.is_empty() {
+                let _ = self.apply(changes).await;
+                self.update_active(SystemTime::now());
+            }
+        }
+        if let Err(err) = self.store.flush() {
+            tracing::warn!(error = %err, "cannot flush the store at shutdown");
+        }
+    }
+
+    fn on_alert(&mut self, alert: Alert, changes: &mut Vec<Change>) {
+        self.metrics
+            .alerts
+            .with_label_values(&[&alert.rule.id()])
+            .inc();
+        self.status.send_modify(|s| s.alerts += 1);
+        let now = SystemTime::now();
+        let outcome = match self.policy.on_alert(&alert) {
+            Outcome::Propose(proposal) => {
+                match self.enact(now, &proposal, Durability::Lazy, changes) {
+                    Ok(Some(decision)) => {
+                        tracing::warn!(
+                            subject = %decision.subject,
+                            rule = %alert.rule,
+                            until = %humantime::format_rfc3339_seconds(decision.until),
+                            "blocking: local detection"
+                        );
+                        "blocked".to_owned()
+                    }
+                    Ok(None) => "already-blocked".to_owned(),
+                    Err(err) => {
+                        tracing::error!(error = %err, "cannot store a decision");
+                        format!("error: {err}")
+                    }
+                }
+            }
+            Outcome::Refused { subject, refusal } => {
+                self.refused(&subject, refusal, &alert.rule.id());
+                format!("refused: {}", refusal.as_str())
+            }
+            Outcome::Nothing => "none".to_owned(),
+        };
+        self.alert_log.push(AlertRecord::new(&alert, outcome));
+    }
+
+    fn on_event(&mut self, event: Event, changes: &mut Vec<Change>) {
+        let now = SystemTime::now();
+        match event {
+            Event::SignalReceived(signal) => {
+                self.metrics.received.inc();
+                self.keep_signal(&signal);
+                match self.policy.on_signal(now, &signal) {
+                    Outcome::Propose(proposal) => {
+                        match self.enact(now, &proposal, Durability::Lazy, changes) {
+                            Ok(Some(decision)) => tracing::warn!(
+                                subject = %decision.subject,
+                                origin = %decision.origin,
+                                until = %humantime::format_rfc3339_seconds(decision.until),
+                                "blocking: the swarm decided"
+                            ),
+                            Ok(None) => {}
+                            Err(err) => tracing::error!(error = %err, "cannot store a decision"),
+                        }
+                    }
+                    Outcome::Refused { subject, refusal } => {
+                        self.refused(&subject, refusal, &signal.origin().to_did());
+                    }
+                    Outcome::Nothing => {}
+                }
+            }
+            Event::SignalsWithdrawn { origin, count } => {
+                tracing::info!(origin = %origin, count, "an expelled member's signals no longer count");
+                self.policy.withdraw(&origin);
+            }
+            Event::MemberDown(member) => {
+                tracing::info!(peer = %member.peer, addr = %member.addr, "member down");
+            }
+            other => tracing::debug!(event = ?other, "swarm event"),
+        }
+    }
+
+    async fn on_command(&mut self, command: Command) {
+        let now = SystemTime::now();
+        match command {
+            Command::Add { decision, reply } => {
+                let mut changes = Vec::new();
+                let result = match self.policy.on_operator(decision) {
+                    Outcome::Propose(proposal) => {
+                        match self.enact(now, &proposal, Durability::Flushed, &mut changes) {
+                            // An operator's decision replaces whatever was there.
+                            Ok(Some(decision)) => Ok(decision),
+                            Ok(None) => self
+                                .store
+                                .decision(&proposal.subject)
+                                .map_err(CommandError::from)
+                                .and_then(|d| {
+                                    d.ok_or(CommandError::Enforce("decision vanished".into()))
+                                }),
+                            Err(err) => Err(err.into()),
+                        }
+                    }
+                    Outcome::Refused { subject, refusal } => {
+                        self.refused(&subject, refusal, "operator");
+                        Err(CommandError::Refused { subject, refusal })
+                    }
+                    Outcome::Nothing => Err(CommandError::Enforce("nothing to do".into())),
+                };
+                let result = match result {
+                    Ok(decision) => match self.apply(changes).await {
+                        Ok(()) => {
+                            tracing::warn!(subject = %decision.subject, reason = %decision.reason, "operator decision added");
+                            Ok(decision)
+                        }
+                        Err(err) => Err(CommandError::Enforce(err)),
+                    },
+                    Err(err) => Err(err),
+                };
+                self.update_active(now);
+                let _ = reply.send(result);
+            }
+            Command::Delete { subject, reply } => {
+                let result = match self.store.remove_decision(&subject, Durability::Flushed) {
+                    Ok(Some(removed)) => {
+                        let changes: Vec<Change> = Change::for_decision(&removed)
+                            .map(|_| Change::Unblock {
+                                subject: subject.clone(),
+                            })
+                            .into_iter()
+                            .collect();
+                        tracing::warn!(subject = %subject, "decision deleted by an operator");
+                        match self.apply(changes).await {
+                            Ok(()) => Ok(Some(removed)),
+                            Err(err) => Err(CommandError::Enforce(err)),
+                        }
+                    }
+                    Ok(None) => Ok(None),
+                    Err(err) => Err(err.into()),
+                };
+                self.update_active(now);
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    /// Stores the decision a proposal leads to, queues its kernel change and publishes it
+    /// when local. `None` when a decision in force already covers it.
+    fn enact(
+        &mut self,
+        now: SystemTime,
+        proposal: &Proposal,
+        durability: Durability,
+        changes: &mut Vec<Change>,
+    ) -> Result<Option<Decision>, StoreError> {
+        let existing = self.store.decision(&proposal.subject)?;
+        let bans = if Policy::counts_as_ban(now, proposal, existing.as_ref()) {
+            self.store.record_ban(&proposal.subject, now)?.bans
+        } else {
+            self.store
+                .offense(&proposal.subject)?
+                .map_or(1, |offense| offense.bans)
+        };
+        // Operators replace; the others only extend.
+        let existing = existing.filter(|_| proposal.duration.is_none());
+        let Some(decision) = self.policy.decide(now, proposal, bans, existing.as_ref()) else {
+            return Ok(None);
+        };
+        self.store.put_decision(&decision, durability)?;
+        self.metrics
+            .made
+            .with_label_values(&[origin_kind(&decision.origin)])
+            .inc();
+        if let Some(change) = Change::for_decision(&decision) {
+            changes.push(change);
+        }
+        if let (Some(publish), Some(link)) = (&proposal.publish, &self.link) {
+            // An alert from a replayed or late log line keeps its time only while it is
+            // recent enough to count in a quorum window; the decision is made now.
+            let observed_at = if publish.observed_at + self.policy.config().quorum.window > now {
+                publish.observed_at.min(now)
+            } else {
+                now
+            };
+            let body = SignalBody {
+                subject: decision.subject.clone(),
+                reason: Reason {
+                    rule: truncate(&publish.rule),
+                    class: truncate(&publish.class),
+                },
+                severity: publish.severity,
+                observed_at,
+                expires_at: decision.until.min(observed_at + MAX_SIGNAL_TTL),
+            };
+            match link.publish.try_send(body) {
+                Ok(()) => self.metrics.published.inc(),
+                Err(_) => self.metrics.publish_dropped.inc(),
+            }
+        }
+        Ok(Some(decision))
+    }
+
+    fn refused(&self, subject: &Subject, refusal: Refusal, by: &str) {
+        self.metrics
+            .refused
+            .with_label_values(&[refusal.as_str()])
+            .inc();
+        tracing::warn!(
+            subject = %subject,
+            reason = refusal.as_str(),
+            by,
+            "not blocking: {}",
+            refusal_text(refusal)
+        );
+    }
+
+    /// Sends one batch to the backend. Errors are logged (the backend says what failed)
+    /// and returned for operator commands; detection goes on either way.
+    async fn apply(&mut self, changes: Vec<Change>) -> Result<(), String> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let now = SystemTime::now();
+        let result = self.with_backend(move |b| b.apply(&changes, now)).await;
+        let loaded = result.is_ok();
+        self.status.send_modify(|s| s.backend_loaded = loaded);
+        result.map(drop).map_err(|err| err.to_string())
+    }
+
+    async fn with_backend<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Box<dyn Backend>) -> Result<T, crate::enforce::EnforceError>
+        + Send
+        + 'static,
+    ) -> Result<T, crate::enforce::EnforceError> {
+        let backend = Arc::clone(&self.backend);
+        // nft is a process run; keep it off the async workers.
+        tokio::task::spawn_blocking(move || {
+            let mut backend = backend.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut backend)
+        })
+        .await
+        .unwrap_or_else(|err| {
+            Err(crate::enforce::EnforceError::Output {
+                command: "enforce".to_owned(),
+                reason: format!("the backend task failed: {err}"),
+            })
+        })
+    }
+
+    async fn housekeeping(&mut self) {
+        let now = SystemTime::now();
+        let store = Arc::clone(&self.store);
+        match tokio::task::spawn_blocking(move || store.sweep(now)).await {
+            Ok(Ok(swept)) if swept.decisions > 0 => {
+                tracing::info!(decisions = swept.decisions, "lapsed decisions swept")
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) => tracing::warn!(error = %err, "store sweep failed"),
+            Err(err) => tracing::warn!(error = %err, "store sweep task failed"),
+        }
+        // Kernel elements carry their own timeout and lapse with their decision: nothing
+        // to remove there.
+        self.policy.prune(now);
+        self.metrics
+            .quorum_subjects
+            .set(self.policy.tracked_subjects() as i64);
+        self.refresh_own_addresses();
+        self.update_active(now);
+    }
+
+    fn update_active(&self, now: SystemTime) {
+        let mut active: BTreeMap<&'static str, u64> =
+            [("local", 0), ("quorum", 0), ("operator", 0)].into();
+        if let Ok(decisions) = self.store.active_decisions(now) {
+            for decision in decisions {
+                *active.entry(origin_kind(&decision.origin)).or_default() += 1;
+            }
+        }
+        for (origin, count) in &active {
+            self.metrics
+                .active
+                .with_label_values(&[origin])
+                .set(*count as i64);
+        }
+        self.status.send_modify(|s| s.active = active);
+    }
+
+    fn refresh_view(&mut self, view: &SwarmView) {
+        self.policy
+            .allowlist_mut()
+            .set_members(view.members.iter().map(|m| m.addr.ip()));
+        self.policy.set_operators(
+            view.members
+                .iter()
+                .filter(|m| m.role == "operator")
+                .map(|m| m.peer),
+        );
+    }
+
+    fn refresh_own_addresses(&mut self) {
+        let own = own_addresses();
+        self.policy.allowlist_mut().set_own(own);
+    }
+
+    /// Keeps a swarm signal so that its vote survives a restart.
+    fn keep_signal(&self, signal: &Signal) {
+        let stored = StoredSignal {
+            origin: signal.origin().to_did(),
+            seq: signal.seq(),
+            expires_at: signal.expires_at(),
+            body: signal.as_bytes().to_vec(),
+        };
+        if let Err(err) = self.store.put_signal(&stored) {
+            tracing::debug!(error = %err, "signal not stored");
+        }
+    }
+
+    /// Counts the stored, still live signals again, so that a quorum in progress survives
+    /// a restart. Each is re-verified: the store is not trusted more than the network.
+    fn restore_votes(&mut self, now: SystemTime) {
+        let Ok(signals) = self.store.signals() else {
+            return;
+        };
+        let mut restored = 0;
+        for stored in signals.iter().filter(|s| s.expires_at > now) {
+            let Ok(signal) = Signal::decode(&stored.body) else {
+                continue;
+            };
+            if signal.verify() {
+                // Decisions they led to are in the store already; only the votes matter.
+                let _ = self.policy.on_signal(now, &signal);
+                restored += 1;
+            }
+        }
+        if restored > 0 {
+            tracing::info!(signals = restored, "swarm votes restored from the store");
+        }
+    }
+}
+
+fn truncate(text: &str) -> String {
+    let mut end = text.len().min(crate::swarm::signal::MAX_REASON_LEN);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let out = &text[..end];
+    if out.is_empty() {
+        "local".to_owned()
+    } else {
+        out.to_owned()
+    }
+}
+
+/// What woke the stage up.
+enum Wake {
+    Alert(Option<Alert>),
+    Event(Option<Event>),
+    View(Option<SwarmView>),
+    Command(Option<Command>),
+    Tick,
+    Stop,
+}
+
+async fn next_event(events: &mut Option<mpsc::Receiver<Event>>) -> Option<Event> {
+    match events {
+        Some(events) => events.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn view_changed(view: &mut Option<watch::Receiver<SwarmView>>) -> Option<SwarmView> {
+    match view {
+        Some(view) => match view.changed().await {
+            Ok(()) => Some(view.borrow_and_update().clone()),
+            Err(_) => None,
+        },
+        None => std::future::pending().await,
+    }
+}
+
+/// This host's addresses (in the agent's network namespace): never blocked. Read from
+/// `/proc/net/fib_trie` (IPv4 `host LOCAL` routes) and `/proc/net/if_inet6`; a host
+/// without them (or a test sandbox) simply has none listed.
+pub fn own_addresses() -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    if let Ok(trie) = std::fs::read_to_string("/proc/net/fib_trie") {
+        out.extend(local_ipv4(&trie));
+    }
+    if let Ok(table) = std::fs::read_to_string("/proc/net/if_inet6") {
+        out.extend(table.lines().filter_map(|line| {
+            let hex = line.split_whitespace().next()?;
+            let bits = u128::from_str_radix(hex, 16).ok()?;
+            Some(IpAddr::V6(std::net::Ipv6Addr::from(bits)))
+        }));
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The addresses of `/32 host LOCAL` entries: each follows the `|-- ADDR` line it belongs to.
+fn local_ipv4(trie: &str) -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    let mut last: Option<IpAddr> = None;
+    for line in trie.lines() {
+        let line = line.trim();
+        if let Some(addr) = line.strip_prefix("|-- ") {
+            last = addr.parse().ok();
+        } else if line.starts_with("/32 host LOCAL") {
+            out.extend(last);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_ipv4_addresses_come_from_the_fib_trie() {
+        let trie = "Main:\n  +-- 0.0.0.0/0 3 0 5\n     |-- 0.0.0.0\n        /0 universe UNICAST\n     +-- 10.77.0.0/24 2 0 2\n        |-- 10.77.0.0\n           /24 link UNICAST\n        |-- 10.77.0.1\n           /32 host LOCAL\nLocal:\n     |-- 127.0.0.1\n        /32 host LOCAL\n";
+        assert_eq!(
+            local_ipv4(trie),
+            [
+                "10.77.0.1".parse::<IpAddr>().unwrap(),
+                "127.0.0.1".parse().unwrap()
+            ]
+        );
+    }
+
+    #[test]
+    fn reasons_are_cut_to_what_a_signal_carries() {
+        assert_eq!(truncate(&"é".repeat(40)).len(), 64);
+        assert_eq!(truncate(""), "local");
+    }
+}
