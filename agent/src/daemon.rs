@@ -41,6 +41,12 @@ pub async fn run(
     // Alerts wait here for the decision stage; until it lands they are logged.
     let (alerts_tx, mut alerts_rx) = tokio::sync::mpsc::channel::<crate::detect::Alert>(1024);
     let packets = crate::packets::PacketDetection::start(&config, &metrics, alerts_tx.clone());
+    // DNS sinkhole (issue 8), when `dns.listen` is set; its hits arrive as alerts. The
+    // decision stage is to feed it with `SinkholeHandle::set` (domain decisions).
+    let _sinkhole =
+        crate::enforce::dns::start(&config, &metrics, alerts_tx.clone(), stop_rx.clone())
+            .await
+            .map_err(std::io::Error::other)?;
     let logs = crate::logs::start(&config, &metrics, alerts_tx, stop_rx.clone())?;
     let alerts_task = tokio::spawn(async move {
         while let Some(alert) = alerts_rx.recv().await {

@@ -7,6 +7,7 @@
 mod capture;
 mod conformance;
 mod default_rules;
+mod dns;
 mod enforce;
 mod fixtures;
 mod logs_conformance;
