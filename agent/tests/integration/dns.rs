@@ -494,3 +494,86 @@ async fn discovery_refresh_picks_up_a_changed_zone() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn daemon_run_serves_the_sinkhole_when_dns_listen_is_set() {
+    use swarmguard_agent::config::Config;
+    use swarmguard_agent::daemon::{self, Sockets};
+
+    let upstream = upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("list.txt"), "evil.example\n").unwrap();
+    // A port free for UDP and TCP alike, as `--dns-listen` would name one.
+    let listen = loop {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = udp.local_addr().unwrap();
+        if std::net::TcpListener::bind(addr).is_ok() {
+            break addr;
+        }
+    };
+    let mut config = Config {
+        state_dir: dir.path().to_owned(),
+        ..Config::default()
+    };
+    config.dns.listen = Some(listen);
+    config.dns.upstream = vec![upstream.addr];
+    config.dns.blocklists = vec![dir.path().to_owned()];
+    let metrics = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gossip = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let agent = tokio::spawn(daemon::run(config, Sockets { metrics, gossip }, async {
+        let _ = stop_rx.await;
+    }));
+
+    // The agent binds while starting; wait until it answers over TCP.
+    let mut tries = 0;
+    while TcpStream::connect(listen).await.is_err() {
+        tries += 1;
+        assert!(tries < 2000, "the sinkhole never listened on {listen}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let answer = query(listen, "www.example.", RecordType::A).await;
+    assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(
+        addresses(&answer),
+        ["192.0.2.80".parse::<IpAddr>().unwrap()]
+    );
+    let answer = query(listen, "x.evil.example.", RecordType::A).await;
+    assert_eq!(answer.metadata.response_code, ResponseCode::NXDomain);
+
+    stop_tx.send(()).unwrap();
+    agent.await.unwrap().unwrap();
+}
+
+#[test]
+fn run_flags_override_the_dns_listen_and_upstreams() {
+    use clap::Parser as _;
+    use swarmguard_agent::cli::{SwarmdCli, SwarmdCommand};
+
+    let cli = SwarmdCli::try_parse_from([
+        "swarmd",
+        "run",
+        "--dns-listen",
+        "127.0.0.1:5353",
+        "--dns-upstream",
+        "192.0.2.1",
+        "--dns-upstream",
+        "[2001:db8::1]:5300",
+    ])
+    .unwrap();
+    let SwarmdCommand::Run(args) = cli.command else {
+        panic!("not run")
+    };
+    assert_eq!(args.dns_listen, Some("127.0.0.1:5353".parse().unwrap()));
+    assert_eq!(
+        args.dns_upstream,
+        [
+            "192.0.2.1:53".parse::<SocketAddr>().unwrap(),
+            "[2001:db8::1]:5300".parse().unwrap()
+        ]
+    );
+    let err = SwarmdCli::try_parse_from(["swarmd", "run", "--dns-upstream", "resolver"])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("\"resolver\" is not an address"), "{err}");
+}
