@@ -19,7 +19,8 @@
 //! - [`metrics`]: the `swarmguard_swarm_*` Prometheus metrics, fed from [`Stats`].
 //!
 //! **Invariant**: nothing is trusted before its signature and membership are checked, and
-//! nothing here does I/O or reads a clock.
+//! nothing here does I/O or reads a clock — except [`discovery`], which asks DNS where the
+//! seeds are and hands the transport a list of addresses, nothing trusted.
 
 pub mod discovery;
 pub mod link;

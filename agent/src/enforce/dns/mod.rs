@@ -115,6 +115,9 @@ pub enum SinkholeError {
         proto: &'static str,
         source: std::io::Error,
     },
+    /// [`start_with`] was called without `dns.listen`.
+    #[error("dns.listen is not set")]
+    NoListen,
     /// `dns.listen` without any `dns.upstream`.
     #[error("dns.listen is set but dns.upstream is empty")]
     NoUpstream,
@@ -263,9 +266,7 @@ pub async fn start_with(
     alerts: mpsc::Sender<Alert>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<SinkholeHandle, SinkholeError> {
-    let listen = config
-        .listen
-        .unwrap_or_else(|| SocketAddr::from((Ipv4Addr::LOCALHOST, DNS_PORT)));
+    let listen = config.listen.ok_or(SinkholeError::NoListen)?;
     if config.upstream.is_empty() {
         return Err(SinkholeError::NoUpstream);
     }
@@ -344,8 +345,9 @@ pub async fn start_with(
 /// may be taken for TCP; a few tries find one free for both.
 async fn bind(listen: SocketAddr) -> Result<(UdpSocket, TcpListener), SinkholeError> {
     let tries = if listen.port() == 0 { 8 } else { 1 };
-    let mut last = None;
-    for _ in 0..tries {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
         let udp = UdpSocket::bind(listen)
             .await
             .map_err(|source| SinkholeError::Bind {
@@ -357,16 +359,16 @@ async fn bind(listen: SocketAddr) -> Result<(UdpSocket, TcpListener), SinkholeEr
         let tcp_addr = SocketAddr::new(listen.ip(), port);
         match TcpListener::bind(tcp_addr).await {
             Ok(tcp) => return Ok((udp, tcp)),
-            Err(source) => {
-                last = Some(SinkholeError::Bind {
+            Err(source) if attempt >= tries => {
+                return Err(SinkholeError::Bind {
                     addr: tcp_addr,
                     proto: "tcp",
                     source,
-                })
+                });
             }
+            Err(_) => continue,
         }
     }
-    Err(last.unwrap_or(SinkholeError::NoUpstream))
 }
 
 /// hickory's forwarding zone handler for the root zone, to the configured upstreams.
