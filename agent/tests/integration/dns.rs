@@ -252,6 +252,46 @@ async fn sinkhole_answers_nxdomain_for_a_decided_domain_and_its_subdomains_and_f
 }
 
 #[tokio::test]
+async fn decisions_on_domains_feed_the_sinkhole_by_action() {
+    use swarmguard_agent::decide::{Action, Decision, Origin};
+
+    let upstream = upstream().await;
+    let hole = sinkhole(upstream.addr, |_| {}).await;
+    let addr = hole.handle.udp_addr();
+    let now = SystemTime::now();
+    let decision = |subject: &str, action| Decision {
+        subject: subject.parse().unwrap(),
+        action,
+        until: now + Duration::from_secs(3600),
+        origin: Origin::Operator {
+            did: "local".to_owned(),
+        },
+        reason: "test".to_owned(),
+        created: now,
+    };
+    let decisions = [
+        decision("evil.example", Action::Sinkhole),
+        decision("ads.example", Action::Block),
+        decision("www.example", Action::AlertOnly),
+        decision("192.0.2.80", Action::Block),
+    ];
+    hole.handle.set_decisions(&decisions);
+    for (name, code) in [
+        ("evil.example.", ResponseCode::NXDomain),
+        ("x.ads.example.", ResponseCode::NXDomain),
+        ("www.example.", ResponseCode::NoError),
+    ] {
+        let answer = query(addr, name, RecordType::A).await;
+        assert_eq!(answer.metadata.response_code, code, "{name}");
+    }
+    let text = hole.metrics.render();
+    assert!(
+        text.contains("swarmguard_dns_sinkhole_domains{source=\"decision\"} 2"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
 async fn an_expired_decision_stops_matching_without_an_update() {
     let upstream = upstream().await;
     let hole = sinkhole(upstream.addr, |_| {}).await;

@@ -38,8 +38,9 @@ pub use domains::{DomainSet, MatchSource};
 
 use crate::api::Metrics;
 use crate::config::Config;
+use crate::decide::{Action as DecisionAction, Decision};
 use crate::detect::Alert;
-use crate::subject::Domain;
+use crate::subject::{Domain, Subject};
 
 /// The `[dns]` table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -221,6 +222,20 @@ impl SinkholeHandle {
             .with_label_values(&["decision"])
             .set(decided as i64);
         *slot = Arc::new(set);
+    }
+
+    /// [`set`](Self::set) from the agent's live decisions: every decision on a domain whose
+    /// action is `sinkhole` or `block` (a domain cannot be blocked any other way);
+    /// `alert-only` ones and address subjects are not the sinkhole's business.
+    pub fn set_decisions<'a>(&self, decisions: impl IntoIterator<Item = &'a Decision>) {
+        self.set(decisions.into_iter().filter_map(|decision| {
+            match (&decision.subject, decision.action) {
+                (Subject::Domain(domain), DecisionAction::Sinkhole | DecisionAction::Block) => {
+                    Some((domain.clone(), decision.until))
+                }
+                _ => None,
+            }
+        }));
     }
 
     /// Whether `name` would be sinkholed now, and why.
