@@ -42,7 +42,7 @@ pub async fn run(
     let (alerts_tx, mut alerts_rx) = tokio::sync::mpsc::channel::<crate::detect::Alert>(1024);
     let packets = crate::packets::PacketDetection::start(&config, &metrics, alerts_tx.clone());
     // DNS sinkhole (issue 8), when `dns.listen` is set; its hits arrive as alerts. The
-    // decision stage is to feed it with `SinkholeHandle::set` (domain decisions).
+    // decision stage is to feed it with `SinkholeHandle::set_decisions`.
     let _sinkhole =
         crate::enforce::dns::start(&config, &metrics, alerts_tx.clone(), stop_rx.clone())
             .await
