@@ -24,6 +24,7 @@ expect_mode /var/lib/swarmguard/agent "750 swarmguard swarmguard"
 expect_mode /var/lib/swarmguard/identity "700 swarmguard swarmguard"
 expect_mode /etc/swarmguard/rules.d "750 root swarmguard"
 expect_mode /etc/swarmguard/scenarios.d "750 root swarmguard"
+expect_mode /etc/swarmguard/domains.d "750 root swarmguard"
 expect_mode /etc/swarmguard/agent.toml "640 root swarmguard"
 expect_mode /etc/swarmguard/identity.toml "640 root swarmguard"
 for f in /usr/bin/swarmd /usr/bin/swarmctl /usr/bin/identityd \

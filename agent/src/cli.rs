@@ -57,6 +57,13 @@ pub struct RunArgs {
     /// How decisions reach the kernel; overrides `enforce.backend`.
     #[arg(long, value_name = "BACKEND", value_parser = ["nftables", "dry-run"])]
     pub enforce: Option<String>,
+    /// Run the DNS sinkhole on this UDP and TCP address; overrides `dns.listen`.
+    #[arg(long, value_name = "ADDR")]
+    pub dns_listen: Option<SocketAddr>,
+    /// Resolver the sinkhole forwards to (IP or IP:PORT; repeat for several); overrides
+    /// `dns.upstream`.
+    #[arg(long, value_name = "ADDR", value_parser = crate::enforce::dns::parse_upstream)]
+    pub dns_upstream: Vec<SocketAddr>,
 }
 
 #[derive(Debug, clap::Args)]

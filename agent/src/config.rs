@@ -13,9 +13,11 @@ use swarmguard_identity::daemon::{self, ConfigError, ConfigWarning, LogConfig, R
 use crate::decide::quorum::QuorumConfig;
 use crate::decide::{BanTime, PolicyConfig};
 use crate::detect::Severity;
+use crate::enforce::dns::{self, DnsConfig};
 use crate::enforce::{BackendKind, EnforceConfig, NftCommand, NftConfig};
 use crate::sensor::capture::{self, CaptureConfig};
 use crate::store::StoreConfig;
+use crate::swarm::discovery::{self, DiscoveryMode, DnsDiscovery};
 
 /// Where the packages install the file.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/swarmguard/agent.toml";
@@ -65,6 +67,10 @@ pub struct Config {
     pub store: StoreConfig,
     /// How log files, the journal and Suricata's eve.json are followed.
     pub logs: LogsConfig,
+    /// How the swarm's seeds are found (`gossip.discovery` and its keys).
+    pub discovery: DiscoveryMode,
+    /// The DNS sinkhole (`[dns]`).
+    pub dns: DnsConfig,
 }
 
 /// The `[logs]` table: following log files for scenarios and eve.json for alerts.
@@ -131,7 +137,11 @@ impl Config {
                 raw.api.metrics_listen,
                 DEFAULT_METRICS_LISTEN,
             )?,
-            gossip_listen: addr("gossip.listen", raw.gossip.listen, DEFAULT_GOSSIP_LISTEN)?,
+            gossip_listen: addr(
+                "gossip.listen",
+                raw.gossip.listen.clone(),
+                DEFAULT_GOSSIP_LISTEN,
+            )?,
             socket: raw
                 .api
                 .socket
@@ -160,6 +170,8 @@ impl Config {
             enforce: raw.enforce.validate(source)?,
             store: raw.store.validate(source)?,
             logs: raw.logs.validate(source)?,
+            discovery: raw.gossip.discovery(source)?,
+            dns: raw.dns.validate(source)?,
         })
     }
 
@@ -175,6 +187,9 @@ impl Config {
         };
         let mut warnings = missing("rules.paths", &self.rule_paths);
         warnings.extend(missing("rules.scenarios", &self.scenario_paths));
+        if self.dns.listen.is_some() {
+            warnings.extend(missing("dns.blocklists", &self.dns.blocklists));
+        }
         warnings
     }
 }
@@ -202,6 +217,8 @@ struct RawConfig {
     logs: RawLogs,
     #[serde(default)]
     decide: RawDecide,
+    #[serde(default)]
+    dns: RawDns,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -367,6 +384,205 @@ struct RawApi {
 #[serde(deny_unknown_fields)]
 struct RawGossip {
     listen: Option<String>,
+    discovery: Option<String>,
+    discovery_name: Option<String>,
+    discovery_resolver: Option<String>,
+    discovery_interval: Option<String>,
+}
+
+impl RawGossip {
+    fn discovery(&self, source: &Source) -> Result<DiscoveryMode, ConfigError> {
+        let dns_only = [
+            ("gossip.discovery_name", self.discovery_name.is_some()),
+            (
+                "gossip.discovery_resolver",
+                self.discovery_resolver.is_some(),
+            ),
+            (
+                "gossip.discovery_interval",
+                self.discovery_interval.is_some(),
+            ),
+        ];
+        match self.discovery.as_deref().unwrap_or("static") {
+            "static" => {
+                if let Some((key, _)) = dns_only.iter().find(|(_, set)| *set) {
+                    return Err(source.key_error(key, "only used with gossip.discovery = \"dns\""));
+                }
+                Ok(DiscoveryMode::Static)
+            }
+            "dns" => {
+                let key = "gossip.discovery_name";
+                let text = self.discovery_name.as_deref().ok_or_else(|| {
+                    source.key_error(key, "required with gossip.discovery = \"dns\"")
+                })?;
+                let mut name = hickory_resolver::proto::rr::Name::from_ascii(text)
+                    .ok()
+                    .filter(|name| name.num_labels() >= 2)
+                    .ok_or_else(|| {
+                        source.key_error(
+                            key,
+                            format!(
+                                "\"{text}\" is not a DNS name such as _swarmguard._udp.example.gov"
+                            ),
+                        )
+                    })?;
+                name.set_fqdn(true);
+                let resolver = match &self.discovery_resolver {
+                    None => None,
+                    Some(text) => Some(dns::parse_upstream(text).map_err(|message| {
+                        source.key_error("gossip.discovery_resolver", message)
+                    })?),
+                };
+                let interval = match &self.discovery_interval {
+                    None => discovery::DEFAULT_INTERVAL,
+                    Some(text) => {
+                        let key = "gossip.discovery_interval";
+                        let interval = daemon::parse_duration(source, key, text)?;
+                        if interval < Duration::from_secs(1)
+                            || interval > Duration::from_secs(86_400)
+                        {
+                            return Err(
+                                source.key_error(key, format!("\"{text}\" is outside 1s..24h"))
+                            );
+                        }
+                        interval
+                    }
+                };
+                Ok(DiscoveryMode::Dns(DnsDiscovery {
+                    name,
+                    resolver,
+                    interval,
+                }))
+            }
+            other => Err(source.key_error(
+                "gossip.discovery",
+                format!("unknown discovery \"{other}\", expected static or dns"),
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDns {
+    listen: Option<String>,
+    upstream: Option<Vec<String>>,
+    sinkhole_ipv4: Option<String>,
+    sinkhole_ipv6: Option<String>,
+    blocklists: Option<Vec<PathBuf>>,
+    cache_size: Option<i64>,
+    max_domains: Option<i64>,
+    max_inflight: Option<i64>,
+    alert_interval: Option<String>,
+    max_alert_pairs: Option<i64>,
+    answer_ttl: Option<i64>,
+}
+
+impl RawDns {
+    fn validate(self, source: &Source) -> Result<DnsConfig, ConfigError> {
+        let defaults = DnsConfig::default();
+        let listen = match self.listen {
+            None => None,
+            Some(text) => Some(text.parse::<SocketAddr>().map_err(|_| {
+                source.key_error("dns.listen", format!("invalid socket address \"{text}\""))
+            })?),
+        };
+        let upstream = self
+            .upstream
+            .unwrap_or_default()
+            .iter()
+            .map(|text| {
+                dns::parse_upstream(text)
+                    .map_err(|message| source.key_error("dns.upstream", message))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if listen.is_some() && upstream.is_empty() {
+            return Err(source.key_error(
+                "dns.upstream",
+                "required when dns.listen is set (the resolvers the sinkhole forwards to)",
+            ));
+        }
+        if let Some(listen) = listen
+            && upstream.contains(&listen)
+        {
+            return Err(source.key_error(
+                "dns.upstream",
+                format!("{listen} is dns.listen itself; forwarding there would loop"),
+            ));
+        }
+        let ipv4 = match self.sinkhole_ipv4 {
+            None => None,
+            Some(text) => Some(text.parse().map_err(|_| {
+                source.key_error(
+                    "dns.sinkhole_ipv4",
+                    format!("invalid IPv4 address \"{text}\""),
+                )
+            })?),
+        };
+        let ipv6 = match self.sinkhole_ipv6 {
+            None => None,
+            Some(text) => Some(text.parse().map_err(|_| {
+                source.key_error(
+                    "dns.sinkhole_ipv6",
+                    format!("invalid IPv6 address \"{text}\""),
+                )
+            })?),
+        };
+        let bounded = |key: &str, value: Option<i64>, default: u64, min: u64, max: u64| {
+            let value = value.unwrap_or(default as i64);
+            u64::try_from(value)
+                .ok()
+                .filter(|v| (min..=max).contains(v))
+                .ok_or_else(|| source.key_error(key, format!("{value} is outside {min}..{max}")))
+        };
+        let alert_interval = match self.alert_interval {
+            None => defaults.alert_interval,
+            Some(text) => daemon::parse_duration(source, "dns.alert_interval", &text)?,
+        };
+        Ok(DnsConfig {
+            listen,
+            upstream,
+            sinkhole_ipv4: ipv4,
+            sinkhole_ipv6: ipv6,
+            blocklists: self.blocklists.unwrap_or(defaults.blocklists),
+            cache_size: bounded(
+                "dns.cache_size",
+                self.cache_size,
+                defaults.cache_size,
+                0,
+                1 << 20,
+            )?,
+            max_domains: bounded(
+                "dns.max_domains",
+                self.max_domains,
+                defaults.max_domains as u64,
+                1,
+                10_000_000,
+            )? as usize,
+            max_inflight: bounded(
+                "dns.max_inflight",
+                self.max_inflight,
+                defaults.max_inflight as u64,
+                1,
+                65_536,
+            )? as usize,
+            alert_interval,
+            max_alert_pairs: bounded(
+                "dns.max_alert_pairs",
+                self.max_alert_pairs,
+                defaults.max_alert_pairs as u64,
+                1,
+                1_000_000,
+            )? as usize,
+            answer_ttl: bounded(
+                "dns.answer_ttl",
+                self.answer_ttl,
+                u64::from(defaults.answer_ttl),
+                0,
+                86_400,
+            )? as u32,
+        })
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -574,6 +790,107 @@ mod tests {
         assert_eq!(shipped.decide, defaults.decide);
         assert_eq!(shipped.socket, defaults.socket);
         assert_eq!(shipped.recent_alerts, defaults.recent_alerts);
+        assert_eq!(shipped.discovery, defaults.discovery);
+        assert_eq!(shipped.dns, defaults.dns);
+    }
+
+    #[test]
+    fn dns_and_discovery_keys_are_read() {
+        let config = load(
+            "[gossip]\ndiscovery = \"dns\"\ndiscovery_name = \"_swarmguard._udp.example.gov\"\n\
+             discovery_resolver = \"192.0.2.53\"\ndiscovery_interval = \"30s\"\n\
+             [dns]\nlisten = \"127.0.0.1:5353\"\nupstream = [\"192.0.2.1\", \"[2001:db8::1]:5300\"]\n\
+             sinkhole_ipv4 = \"0.0.0.0\"\nblocklists = [\"/srv/domains\"]\ncache_size = 100\n\
+             max_domains = 10\nalert_interval = \"5m\"\n",
+        )
+        .unwrap();
+        let DiscoveryMode::Dns(dns) = &config.discovery else {
+            panic!("{:?}", config.discovery)
+        };
+        assert_eq!(dns.name.to_string(), "_swarmguard._udp.example.gov.");
+        assert_eq!(dns.resolver, Some("192.0.2.53:53".parse().unwrap()));
+        assert_eq!(dns.interval, Duration::from_secs(30));
+        assert_eq!(config.dns.listen, Some("127.0.0.1:5353".parse().unwrap()));
+        assert_eq!(
+            config.dns.upstream,
+            [
+                "192.0.2.1:53".parse::<SocketAddr>().unwrap(),
+                "[2001:db8::1]:5300".parse().unwrap()
+            ]
+        );
+        assert_eq!(
+            config.dns.sinkhole_ipv4,
+            Some(std::net::Ipv4Addr::UNSPECIFIED)
+        );
+        assert_eq!(config.dns.sinkhole_ipv6, None);
+        assert_eq!(config.dns.blocklists, [PathBuf::from("/srv/domains")]);
+        assert_eq!((config.dns.cache_size, config.dns.max_domains), (100, 10));
+        assert_eq!(config.dns.alert_interval, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn bad_dns_and_discovery_values_name_their_key() {
+        for (text, expected) in [
+            (
+                "[gossip]\ndiscovery = \"mdns\"\n",
+                "gossip.discovery: unknown discovery \"mdns\"",
+            ),
+            (
+                "[gossip]\ndiscovery = \"dns\"\n",
+                "gossip.discovery_name: required",
+            ),
+            (
+                "[gossip]\ndiscovery_name = \"_s._udp.example\"\n",
+                "gossip.discovery_name: only used with",
+            ),
+            (
+                "[gossip]\ndiscovery = \"dns\"\ndiscovery_name = \"com\"\n",
+                "gossip.discovery_name: \"com\" is not a DNS name",
+            ),
+            (
+                "[gossip]\ndiscovery = \"dns\"\ndiscovery_name = \"_s._udp.example\"\ndiscovery_interval = \"10ms\"\n",
+                "gossip.discovery_interval: \"10ms\" is outside",
+            ),
+            (
+                "[gossip]\ndiscovery = \"dns\"\ndiscovery_name = \"_s._udp.example\"\ndiscovery_resolver = \"resolver\"\n",
+                "gossip.discovery_resolver: \"resolver\" is not an address",
+            ),
+            (
+                "[dns]\nlisten = \"127.0.0.1\"\n",
+                "dns.listen: invalid socket address",
+            ),
+            (
+                "[dns]\nlisten = \"127.0.0.1:53\"\n",
+                "dns.upstream: required when dns.listen is set",
+            ),
+            (
+                "[dns]\nlisten = \"127.0.0.1:53\"\nupstream = [\"127.0.0.1\"]\n",
+                "dns.upstream: 127.0.0.1:53 is dns.listen itself",
+            ),
+            (
+                "[dns]\nupstream = [\"dns.example\"]\n",
+                "dns.upstream: \"dns.example\" is not an address",
+            ),
+            (
+                "[dns]\nsinkhole_ipv4 = \"::1\"\n",
+                "dns.sinkhole_ipv4: invalid IPv4 address",
+            ),
+            (
+                "[dns]\nsinkhole_ipv6 = \"0.0.0.0\"\n",
+                "dns.sinkhole_ipv6: invalid IPv6 address",
+            ),
+            ("[dns]\nmax_domains = 0\n", "dns.max_domains: 0 is outside"),
+            (
+                "[dns]\nalert_interval = \"often\"\n",
+                "dns.alert_interval: invalid duration",
+            ),
+        ] {
+            let err = load(text).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("agent.toml: {expected}")),
+                "{text:?} gave {err}"
+            );
+        }
     }
 
     #[test]

@@ -93,6 +93,12 @@ pub async fn run_with_swarm(
 
     let (alerts_tx, alerts_rx) = mpsc::channel::<crate::detect::Alert>(ALERT_QUEUE);
     let mut packets = PacketDetection::start(&config, &metrics, alerts_tx.clone());
+    // The DNS sinkhole, when `dns.listen` is set: its hits arrive as alerts, and the
+    // decision stage gives it the domain decisions in force.
+    let sinkhole =
+        crate::enforce::dns::start(&config, &metrics, alerts_tx.clone(), stop_rx.clone())
+            .await
+            .map_err(std::io::Error::other)?;
     let mut logs = crate::logs::start(&config, &metrics, alerts_tx, stop_rx.clone())?;
     let (rules_tx, rules_rx) = watch::channel(RulesStatus {
         packet_rules: packets.rules(),
@@ -103,7 +109,7 @@ pub async fn run_with_swarm(
 
     let alert_log = Arc::new(AlertLog::new(config.recent_alerts));
     let backend = crate::enforce::backend(&config.enforce, &metrics);
-    let (mut stage, stage_handle) = Stage::new(
+    let (stage, stage_handle) = Stage::new(
         config.decide.clone(),
         Arc::clone(&store),
         backend,
@@ -112,6 +118,7 @@ pub async fn run_with_swarm(
         Arc::clone(&alert_log),
         &metrics,
     );
+    let mut stage = stage.with_sinkhole(sinkhole);
     // The kernel is reconciled from the store before anything is served.
     stage.start().await;
     let stage_task = tokio::spawn(stage.run(stop_rx.clone()));

@@ -21,6 +21,7 @@ use crate::decide::{
     Decision, OperatorDecision, Origin, Outcome, Policy, PolicyConfig, Proposal, Refusal,
 };
 use crate::detect::Alert;
+use crate::enforce::dns::SinkholeHandle;
 use crate::enforce::{Backend, Change};
 use crate::store::{Durability, Store, StoreError, StoredSignal};
 use crate::subject::Subject;
@@ -230,6 +231,8 @@ pub struct Stage {
     alert_log: Arc<AlertLog>,
     metrics: StageMetrics,
     status: watch::Sender<StageStatus>,
+    /// The DNS sinkhole, when `dns.listen` runs one: it answers for domain decisions.
+    sinkhole: Option<SinkholeHandle>,
 }
 
 impl Stage {
@@ -260,12 +263,19 @@ impl Stage {
             alert_log,
             metrics: StageMetrics::new(metrics),
             status,
+            sinkhole: None,
         };
         let handle = StageHandle {
             commands: commands_tx,
             status: status_rx,
         };
         (stage, handle)
+    }
+
+    /// Domain decisions also go to this sinkhole (nftables cannot block a name).
+    pub fn with_sinkhole(mut self, sinkhole: Option<SinkholeHandle>) -> Stage {
+        self.sinkhole = sinkhole;
+        self
     }
 
     /// Restores the swarm votes and reconciles the kernel from the store: what `swarmd`
@@ -627,10 +637,18 @@ impl Stage {
     fn update_active(&self, now: SystemTime) {
         let mut active: BTreeMap<&'static str, u64> =
             [("local", 0), ("quorum", 0), ("operator", 0)].into();
-        if let Ok(decisions) = self.store.active_decisions(now) {
-            for decision in decisions {
-                *active.entry(origin_kind(&decision.origin)).or_default() += 1;
+        match self.store.active_decisions(now) {
+            Ok(decisions) => {
+                for decision in &decisions {
+                    *active.entry(origin_kind(&decision.origin)).or_default() += 1;
+                }
+                // Called after every change and sweep: the sinkhole answers for the
+                // domain decisions in force (nftables cannot block a name).
+                if let Some(sinkhole) = &self.sinkhole {
+                    sinkhole.set_decisions(&decisions);
+                }
             }
+            Err(err) => tracing::warn!(error = %err, "cannot read the decisions in force"),
         }
         for (origin, count) in &active {
             self.metrics

@@ -4,7 +4,7 @@ systemd-sysusers /usr/lib/sysusers.d/swarmguard-agent.conf
 systemd-tmpfiles --create /usr/lib/tmpfiles.d/swarmguard-agent.conf
 chown root:swarmguard /etc/swarmguard/agent.toml
 chmod 0640 /etc/swarmguard/agent.toml
-chown -R root:swarmguard /etc/swarmguard/rules.d /etc/swarmguard/scenarios.d
+chown -R root:swarmguard /etc/swarmguard/rules.d /etc/swarmguard/scenarios.d /etc/swarmguard/domains.d
 if [ -d /run/systemd/system ]; then
     systemctl daemon-reload
     if [ "$1" -eq 1 ]; then

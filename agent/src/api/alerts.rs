@@ -45,6 +45,9 @@ impl AlertRecord {
         let message = match &alert.rule {
             crate::detect::RuleRef::Packet { msg, .. } => msg.clone(),
             crate::detect::RuleRef::Scenario { name } => name.clone(),
+            crate::detect::RuleRef::Sinkhole { domain } => {
+                format!("DNS query for sinkholed {domain}")
+            }
         };
         AlertRecord {
             time: format_time(alert.time),

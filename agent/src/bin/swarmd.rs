@@ -152,6 +152,16 @@ fn run(args: RunArgs) -> ExitCode {
     if let Some(backend) = args.enforce.as_deref().and_then(BackendKind::from_name) {
         config.enforce.backend = backend;
     }
+    if let Some(addr) = args.dns_listen {
+        config.dns.listen = Some(addr);
+    }
+    if !args.dns_upstream.is_empty() {
+        config.dns.upstream = args.dns_upstream;
+    }
+    if config.dns.listen.is_some() && config.dns.upstream.is_empty() {
+        eprintln!("--dns-listen needs --dns-upstream (or dns.upstream in the file)");
+        return ExitCode::from(EXIT_USAGE);
+    }
     edge::init_logging(&config.log);
     match run_until_signal(config) {
         Ok(()) => ExitCode::SUCCESS,

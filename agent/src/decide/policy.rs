@@ -282,6 +282,11 @@ impl Policy {
 
     /// A local detection.
     pub fn on_alert(&mut self, alert: &Alert) -> Outcome {
+        // A client asking for a sinkholed name is likely infected or misused: reported,
+        // never blocked for it (it is usually one of ours).
+        if matches!(alert.rule, crate::detect::RuleRef::Sinkhole { .. }) {
+            return Outcome::Nothing;
+        }
         let blocks = alert.action.blocks()
             || self
                 .config
@@ -302,6 +307,7 @@ impl Policy {
                 (alert.rule.id(), classtype.clone().unwrap_or_default())
             }
             crate::detect::RuleRef::Scenario { .. } => (alert.rule.id(), "scenario".to_owned()),
+            crate::detect::RuleRef::Sinkhole { .. } => (alert.rule.id(), "dns-sinkhole".to_owned()),
         };
         Outcome::Propose(Proposal {
             action: action_for(&subject),
@@ -562,6 +568,19 @@ mod tests {
             strict.on_alert(&alert("203.0.113.9", Alert, Severity::Critical)),
             Outcome::Nothing
         );
+    }
+
+    #[test]
+    fn a_sinkhole_hit_never_blocks_the_client_that_asked() {
+        let mut policy = Policy::new(PolicyConfig {
+            block_severity: Some(Severity::Info),
+            ..PolicyConfig::default()
+        });
+        let mut hit = alert("10.0.0.7", crate::detect::Action::Alert, Severity::Critical);
+        hit.rule = RuleRef::Sinkhole {
+            domain: "evil.example".to_owned(),
+        };
+        assert_eq!(policy.on_alert(&hit), Outcome::Nothing);
     }
 
     #[test]

@@ -41,15 +41,20 @@ pub enum RuleRef {
     },
     /// A log scenario, by its `name`.
     Scenario { name: String },
+    /// A query to the DNS sinkhole for a sinkholed domain (the decided or blocklisted
+    /// entry that matched, not the queried subdomain).
+    Sinkhole { domain: String },
 }
 
 impl RuleRef {
-    /// A short stable id: `1:2002383` for a packet rule, the name for a scenario. Used as the
-    /// `reason` of signals and in metrics labels.
+    /// A short stable id: `1:2002383` for a packet rule, the name for a scenario,
+    /// `dns-sinkhole` for sinkhole hits (the domain stays out: ids label metrics). Used as
+    /// the `reason` of signals and in metrics labels.
     pub fn id(&self) -> String {
         match self {
             RuleRef::Packet { gid, sid, .. } => format!("{gid}:{sid}"),
             RuleRef::Scenario { name } => name.clone(),
+            RuleRef::Sinkhole { .. } => SINKHOLE_RULE_ID.to_owned(),
         }
     }
 }
@@ -61,9 +66,13 @@ impl fmt::Display for RuleRef {
                 gid, sid, rev, msg, ..
             } => write!(f, "[{gid}:{sid}:{rev}] {msg}"),
             RuleRef::Scenario { name } => write!(f, "scenario {name}"),
+            RuleRef::Sinkhole { domain } => write!(f, "dns sinkhole {domain}"),
         }
     }
 }
+
+/// The [`RuleRef::id`] of every sinkhole hit.
+pub const SINKHOLE_RULE_ID: &str = "dns-sinkhole";
 
 /// A rule's action, as Suricata spells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -161,6 +170,14 @@ pub enum Evidence {
     /// The log file (or journal unit) and the SHA-256 of the line that overflowed the bucket,
     /// in hex.
     LogLine { source: String, line_sha256: String },
+    /// A DNS query the sinkhole answered: the name asked (lowercase, fully qualified), its
+    /// type, and how many more such queries from the same client the rate limit held back
+    /// since the previous alert.
+    DnsQuery {
+        name: String,
+        qtype: String,
+        repeats: u64,
+    },
 }
 
 #[cfg(test)]

@@ -743,7 +743,7 @@ mod tests {
             .iter()
             .map(|d| match &d.alert.rule {
                 RuleRef::Packet { sid, .. } => *sid,
-                RuleRef::Scenario { .. } => 0,
+                RuleRef::Scenario { .. } | RuleRef::Sinkhole { .. } => 0,
             })
             .collect()
     }

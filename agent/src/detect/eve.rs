@@ -56,6 +56,7 @@ pub fn alert_line(detection: &Detection) -> String {
             gid, sid, rev, msg, ..
         } => (*gid, *sid, *rev, msg.as_str()),
         RuleRef::Scenario { name } => (0, 0, 0, name.as_str()),
+        RuleRef::Sinkhole { domain } => (0, 0, 0, domain.as_str()),
     };
     let line = EveAlert {
         timestamp: timestamp(alert.time),

@@ -27,5 +27,5 @@ pub mod rules;
 pub mod scenario;
 mod threshold;
 
-pub use alert::{Action, Alert, Evidence, RuleRef, Severity};
+pub use alert::{Action, Alert, Evidence, RuleRef, SINKHOLE_RULE_ID, Severity};
 pub use engine::{ChecksumMode, Detection, Engine, EngineConfig, EngineStats};

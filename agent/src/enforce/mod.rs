@@ -17,6 +17,7 @@
 //! 0`, `swarmguard_nft_errors_total`) and returns an error; it never panics, and the agent
 //! keeps detecting. The next batch tries to load the table again.
 
+pub mod dns;
 mod dry_run;
 mod nftables;
 mod pieces;

@@ -14,11 +14,15 @@
 //! - [`protocol`]: [`Swarm`], its configuration, events and transmits.
 //! - [`sim`]: an in-memory network for tests and the `swarm_sim` example.
 //! - [`link`]: [`SwarmLink`], what the decision stage holds of the running node.
+//! - [`discovery`]: the seed list from static configuration or DNS SRV records (the
+//!   one part of this module that does I/O, for the transport to read).
 //! - [`metrics`]: the `swarmguard_swarm_*` Prometheus metrics, fed from [`Stats`].
 //!
 //! **Invariant**: nothing is trusted before its signature and membership are checked, and
-//! nothing here does I/O or reads a clock.
+//! nothing here does I/O or reads a clock — except [`discovery`], which asks DNS where the
+//! seeds are and hands the transport a list of addresses, nothing trusted.
 
+pub mod discovery;
 pub mod link;
 mod live;
 pub mod metrics;

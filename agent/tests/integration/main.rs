@@ -8,6 +8,7 @@ mod admin;
 mod capture;
 mod conformance;
 mod default_rules;
+mod dns;
 mod enforce;
 mod fixtures;
 mod logs_conformance;
