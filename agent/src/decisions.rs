@@ -226,8 +226,10 @@ pub struct Stage {
     backend: Arc<Mutex<Box<dyn Backend>>>,
     backend_name: &'static str,
     link: Option<SwarmLink>,
-    alerts: mpsc::Receiver<Alert>,
-    commands: mpsc::Receiver<Command>,
+    /// `None` once every detection sender is gone (no packet or log input configured).
+    alerts: Option<mpsc::Receiver<Alert>>,
+    /// `None` once the admin API is gone (or was never started).
+    commands: Option<mpsc::Receiver<Command>>,
     alert_log: Arc<AlertLog>,
     metrics: StageMetrics,
     status: watch::Sender<StageStatus>,
@@ -258,8 +260,8 @@ impl Stage {
             backend: Arc::new(Mutex::new(backend)),
             backend_name,
             link,
-            alerts,
-            commands,
+            alerts: Some(alerts),
+            commands: Some(commands),
             alert_log,
             metrics: StageMetrics::new(metrics),
             status,
@@ -329,17 +331,17 @@ impl Stage {
         loop {
             let mut changes = Vec::new();
             let wake = tokio::select! {
-                alert = self.alerts.recv() => Wake::Alert(alert),
-                event = next_event(&mut events) => Wake::Event(event),
+                alert = next(&mut self.alerts) => Wake::Alert(alert),
+                event = next(&mut events) => Wake::Event(event),
                 changed = view_changed(&mut view) => Wake::View(changed),
-                command = self.commands.recv() => Wake::Command(command),
+                command = next(&mut self.commands) => Wake::Command(command),
                 _ = ticks.tick() => Wake::Tick,
                 _ = async { stop.wait_for(|stop| *stop).await.map(drop) } => Wake::Stop,
             };
             match wake {
                 Wake::Alert(Some(alert)) => self.on_alert(alert, &mut changes),
-                // Detection has stopped; keep serving commands until shutdown.
-                Wake::Alert(None) => self.alerts = mpsc::channel(1).1,
+                // No detection input (or it stopped); keep serving the rest until shutdown.
+                Wake::Alert(None) => self.alerts = None,
                 Wake::Event(Some(event)) => self.on_event(event, &mut changes),
                 Wake::Event(None) => events = None,
                 Wake::View(Some(snapshot)) => self.refresh_view(&snapshot),
@@ -348,7 +350,10 @@ impl Stage {
                     self.on_command(command).await;
                     continue;
                 }
-                Wake::Command(None) => continue,
+                Wake::Command(None) => {
+                    self.commands = None;
+                    continue;
+                }
                 Wake::Tick => {
                     self.housekeeping().await;
                     continue;
@@ -357,7 +362,7 @@ impl Stage {
             }
             // Whatever else is already waiting joins this batch.
             while changes.len() < BATCH {
-                if let Ok(alert) = self.alerts.try_recv() {
+                if let Some(Ok(alert)) = self.alerts.as_mut().map(|a| a.try_recv()) {
                     self.on_alert(alert, &mut changes);
                 } else if let Some(Ok(event)) = events.as_mut().map(|e| e.try_recv()) {
                     self.on_event(event, &mut changes);
@@ -735,9 +740,10 @@ enum Wake {
     Stop,
 }
 
-async fn next_event(events: &mut Option<mpsc::Receiver<Event>>) -> Option<Event> {
-    match events {
-        Some(events) => events.recv().await,
+/// The next message of a channel that may be gone: a gone one never wakes the stage.
+async fn next<T>(channel: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
+    match channel {
+        Some(channel) => channel.recv().await,
         None => std::future::pending().await,
     }
 }
