@@ -37,7 +37,21 @@ pub async fn run(
         state_dir = %config.state_dir.display(),
         "swarmd started"
     );
-    tracing::warn!("no membership credential: running standalone, without the swarm");
+    // The swarm (issue 6): a node when a membership credential exists, else standalone.
+    // The decision stage (issue 7) takes over the link; until then events are drained.
+    let store = std::sync::Arc::new(
+        crate::store::Store::open(&config.state_dir, config.store.clone(), &metrics)
+            .map_err(std::io::Error::other)?,
+    );
+    let gossip = sockets.gossip.into_std()?;
+    let swarm = crate::swarm::node::start(&config, gossip, &metrics, store, stop_rx.clone())
+        .map_err(std::io::Error::other)?;
+    let swarm_task = swarm.map(|(mut link, node)| {
+        tokio::spawn(async move {
+            while link.events.recv().await.is_some() {}
+            node.join().await;
+        })
+    });
     // Alerts wait here for the decision stage; until it lands they are logged.
     let (alerts_tx, mut alerts_rx) = tokio::sync::mpsc::channel::<crate::detect::Alert>(1024);
     let packets = crate::packets::PacketDetection::start(&config, &metrics, alerts_tx.clone());
@@ -57,6 +71,9 @@ pub async fn run(
     edge::notify_stopping();
     let _ = stop_tx.send(true);
     logs.stop().await;
+    if let Some(task) = swarm_task {
+        let _ = task.await;
+    }
     // Joining the capture and engine threads blocks; keep it off the async workers.
     let _ = tokio::task::spawn_blocking(move || packets.stop()).await;
     alerts_task.abort();

@@ -15,19 +15,30 @@
 //! - [`sim`]: an in-memory network for tests and the `swarm_sim` example.
 //! - [`link`]: [`SwarmLink`], what the decision stage holds of the running node.
 //! - [`metrics`]: the `swarmguard_swarm_*` Prometheus metrics, fed from [`Stats`].
+//! - [`node`]: the running node (tokio): QUIC endpoint, connections, the core's driver;
+//!   [`node::start`] is what the daemon calls.
+//! - [`tls`]: self-signed Ed25519 certificates and the verifiers of mutual TLS.
+//! - [`admission`]: credential checks after the handshake, status lists, expulsion.
+//! - [`credential`]: the agent's key and credential files.
 //!
 //! **Invariant**: nothing is trusted before its signature and membership are checked, and
-//! nothing here does I/O or reads a clock.
+//! nothing in the core
+//! (`protocol`, `signal`, `wire`, `live`, `rate`) does I/O or reads a clock; `node`,
+//! `admission` and `credential` are the I/O around it.
 
+pub mod admission;
+pub mod credential;
 pub mod link;
 mod live;
 pub mod metrics;
+pub mod node;
 pub mod peer;
 pub mod protocol;
 mod rate;
 pub mod signal;
 pub mod sim;
 mod stats;
+pub mod tls;
 mod wire;
 
 pub use link::{MemberState, MemberView, SwarmLink, SwarmView};

@@ -3,3 +3,4 @@
 mod cli;
 mod daemons;
 mod readme;
+mod swarm;
