@@ -150,8 +150,9 @@ pub enum SwarmctlCommand {
     Scenarios(ScenariosCommand),
     /// A summary of the agent's metrics.
     Metrics,
-    /// Request a membership credential from identityd.
-    Credential,
+    /// This agent's identity and membership credential.
+    #[command(subcommand)]
+    Credential(CredentialCommand),
     /// Write the man page or a shell completion script to stdout (for packagers).
     #[command(hide = true)]
     Generate(GenerateArgs),
@@ -189,6 +190,49 @@ pub struct DecisionsAddArgs {
     /// Why, for whoever reads `decisions list` later.
     #[arg(long, value_name = "TEXT")]
     pub reason: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CredentialCommand {
+    /// Print this agent's DID (the did:key of <state-dir>/agent.key, created if missing),
+    /// for an identityd operator to enrol (`identityd enrol --did DID`).
+    Did(CredentialDidArgs),
+    /// Ask identityd (POST {identity}/members/issue, with its admin token) for a membership
+    /// credential for this agent, and write it where swarmd reads it.
+    Request(CredentialRequestArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CredentialDidArgs {
+    /// The agent's state directory, where its key is.
+    #[arg(long, value_name = "DIR", default_value = crate::config::DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CredentialRequestArgs {
+    /// identityd's base URL, e.g. https://identity.example.gov:8480.
+    #[arg(long, value_name = "URL")]
+    pub identity: String,
+    /// identityd's admin bearer token.
+    #[arg(long, value_name = "TOKEN", conflicts_with = "token_file")]
+    pub token: Option<String>,
+    /// A file holding identityd's admin bearer token (e.g. its admin.token).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// The agent to enrol [default: this agent's did:key, from <state-dir>/agent.key,
+    /// which is created if missing].
+    #[arg(long, value_name = "DID")]
+    pub did: Option<String>,
+    /// The role the credential grants.
+    #[arg(long, value_name = "ROLE", default_value = "sensor", value_parser = ["sensor", "sentinel", "operator"])]
+    pub role: String,
+    /// Where to write the credential [default: <state-dir>/member.jwt]; `-` for stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// The agent's state directory.
+    #[arg(long, value_name = "DIR", default_value = crate::config::DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]

@@ -71,7 +71,60 @@ pub struct Config {
     pub discovery: DiscoveryMode,
     /// The DNS sinkhole (`[dns]`).
     pub dns: DnsConfig,
+    /// The swarm: seeds, gossip rhythm, membership credential and its checks.
+    pub gossip: GossipConfig,
 }
+
+/// The `[gossip]` table beyond `listen`: how this agent joins the swarm and checks members.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GossipConfig {
+    /// Addresses of members to join through (their keys are learnt from the handshake).
+    pub seeds: Vec<SocketAddr>,
+    /// The address other members reach this agent at; the listen address when it is a
+    /// specific one, else the address the system would use to reach the first seed.
+    pub advertise: Option<SocketAddr>,
+    /// Members each new signal is pushed to, and SWIM gossips to per round.
+    pub fanout: usize,
+    /// The gossip round.
+    pub interval: Duration,
+    /// The membership credential (VC-JWT); without it the agent runs standalone. `None`
+    /// means `<state_dir>/member.jwt`.
+    pub credential: Option<PathBuf>,
+    /// DIDs (did:key) whose membership credentials admit a peer.
+    pub trusted_issuers: Vec<swarmguard_identity::did::Did>,
+    /// identityd's base URL, for renewing this agent's credential.
+    pub identity_url: Option<String>,
+    /// How long a cached status list may serve when its URL cannot be reached.
+    pub status_max_age: Duration,
+    /// How often status lists are fetched again (and members re-checked).
+    pub status_refresh: Duration,
+    /// Warn (and renew, with `identity_url`) this long before the credential expires.
+    pub renew_before: Duration,
+    /// QUIC connections held at most (members and handshakes in progress).
+    pub max_connections: usize,
+}
+
+impl GossipConfig {
+    /// Where the credential is read from (and a renewed one written to).
+    pub fn credential_path(&self, state_dir: &Path) -> PathBuf {
+        self.credential
+            .clone()
+            .unwrap_or_else(|| state_dir.join(crate::swarm::credential::CREDENTIAL_FILE))
+    }
+}
+
+/// `gossip.fanout`.
+pub const DEFAULT_GOSSIP_FANOUT: usize = 3;
+/// `gossip.interval`.
+pub const DEFAULT_GOSSIP_INTERVAL: &str = "200ms";
+/// `gossip.status_max_age`.
+pub const DEFAULT_STATUS_MAX_AGE: &str = "24h";
+/// `gossip.status_refresh`.
+pub const DEFAULT_STATUS_REFRESH: &str = "5m";
+/// `gossip.renew_before`.
+pub const DEFAULT_RENEW_BEFORE: &str = "7d";
+/// `gossip.max_connections`.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
 /// The `[logs]` table: following log files for scenarios and eve.json for alerts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,6 +225,7 @@ impl Config {
             logs: raw.logs.validate(source)?,
             discovery: raw.gossip.discovery(source)?,
             dns: raw.dns.validate(source)?,
+            gossip: raw.gossip.validate(source)?,
         })
     }
 
@@ -388,6 +442,123 @@ struct RawGossip {
     discovery_name: Option<String>,
     discovery_resolver: Option<String>,
     discovery_interval: Option<String>,
+    seeds: Option<Vec<String>>,
+    advertise: Option<String>,
+    fanout: Option<i64>,
+    interval: Option<String>,
+    credential: Option<PathBuf>,
+    trusted_issuers: Option<Vec<String>>,
+    identity_url: Option<String>,
+    status_max_age: Option<String>,
+    status_refresh: Option<String>,
+    renew_before: Option<String>,
+    max_connections: Option<i64>,
+}
+
+impl RawGossip {
+    fn validate(self, source: &Source) -> Result<GossipConfig, ConfigError> {
+        let addr = |key: &str, text: &str| -> Result<SocketAddr, ConfigError> {
+            text.parse()
+                .map_err(|_| source.key_error(key, format!("invalid socket address \"{text}\"")))
+        };
+        let seeds = self
+            .seeds
+            .unwrap_or_default()
+            .iter()
+            .map(|seed| addr("gossip.seeds", seed))
+            .collect::<Result<Vec<_>, _>>()?;
+        let advertise = self
+            .advertise
+            .map(|text| addr("gossip.advertise", &text))
+            .transpose()?;
+        let duration = |key: &str, value: Option<String>, default: &str, min: Duration| {
+            let text = value.unwrap_or_else(|| default.to_owned());
+            let parsed = daemon::parse_duration(source, key, &text)?;
+            if parsed < min {
+                return Err(source.key_error(
+                    key,
+                    format!(
+                        "\"{text}\" is shorter than {}",
+                        humantime::format_duration(min)
+                    ),
+                ));
+            }
+            Ok(parsed)
+        };
+        let bounded = |key: &str, value: Option<i64>, default: usize, max: usize| {
+            let value = value.unwrap_or(default as i64);
+            usize::try_from(value)
+                .ok()
+                .filter(|v| (1..=max).contains(v))
+                .ok_or_else(|| source.key_error(key, format!("{value} is outside 1..{max}")))
+        };
+        let trusted_issuers = self
+            .trusted_issuers
+            .unwrap_or_default()
+            .iter()
+            .map(|text| {
+                let did = swarmguard_identity::did::Did::parse(text)
+                    .map_err(|err| source.key_error("gossip.trusted_issuers", err.to_string()))?;
+                did.ed25519_key().map_err(|_| {
+                    source.key_error(
+                        "gossip.trusted_issuers",
+                        format!("\"{text}\" is not an Ed25519 did:key"),
+                    )
+                })?;
+                Ok(did)
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()?;
+        let identity_url = match self.identity_url {
+            None => None,
+            Some(text) if text.starts_with("http://") || text.starts_with("https://") => {
+                Some(text.trim_end_matches('/').to_owned())
+            }
+            Some(text) => {
+                return Err(source.key_error(
+                    "gossip.identity_url",
+                    format!("\"{text}\" is not an http:// or https:// URL"),
+                ));
+            }
+        };
+        Ok(GossipConfig {
+            seeds,
+            advertise,
+            fanout: bounded("gossip.fanout", self.fanout, DEFAULT_GOSSIP_FANOUT, 64)?,
+            interval: duration(
+                "gossip.interval",
+                self.interval,
+                DEFAULT_GOSSIP_INTERVAL,
+                Duration::from_millis(10),
+            )?,
+            credential: self.credential,
+            trusted_issuers,
+            identity_url,
+            status_max_age: duration(
+                "gossip.status_max_age",
+                self.status_max_age,
+                DEFAULT_STATUS_MAX_AGE,
+                Duration::from_secs(1),
+            )?,
+            status_refresh: duration(
+                "gossip.status_refresh",
+                self.status_refresh,
+                DEFAULT_STATUS_REFRESH,
+                Duration::from_millis(100),
+            )?,
+            renew_before: duration(
+                "gossip.renew_before",
+                self.renew_before,
+                DEFAULT_RENEW_BEFORE,
+                Duration::ZERO,
+            )?,
+            max_connections: bounded(
+                "gossip.max_connections",
+                self.max_connections,
+                DEFAULT_MAX_CONNECTIONS,
+                65_536,
+            )?,
+        })
+    }
 }
 
 impl RawGossip {
@@ -787,6 +958,7 @@ mod tests {
         assert_eq!(shipped.capture, defaults.capture);
         assert_eq!(shipped.enforce, defaults.enforce);
         assert_eq!(shipped.store, defaults.store);
+        assert_eq!(shipped.gossip, defaults.gossip);
         assert_eq!(shipped.decide, defaults.decide);
         assert_eq!(shipped.socket, defaults.socket);
         assert_eq!(shipped.recent_alerts, defaults.recent_alerts);
@@ -888,6 +1060,55 @@ mod tests {
             let err = load(text).unwrap_err().to_string();
             assert!(
                 err.starts_with(&format!("agent.toml: {expected}")),
+                "{text:?} gave {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn gossip_keys_are_read_and_bad_ones_named() {
+        let issuer = "did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp";
+        let config = load(&format!(
+            "[gossip]\nseeds = [\"10.0.0.1:7300\"]\nfanout = 4\ninterval = \"500ms\"\n\
+             credential = \"/etc/swarmguard/member.jwt\"\ntrusted_issuers = [\"{issuer}\"]\n\
+             identity_url = \"https://id.example:8480/\"\nstatus_max_age = \"1h\"\n"
+        ))
+        .unwrap();
+        assert_eq!(config.gossip.seeds, ["10.0.0.1:7300".parse().unwrap()]);
+        assert_eq!(config.gossip.fanout, 4);
+        assert_eq!(config.gossip.interval, Duration::from_millis(500));
+        assert_eq!(config.gossip.trusted_issuers[0].as_str(), issuer);
+        assert_eq!(
+            config.gossip.identity_url.as_deref(),
+            Some("https://id.example:8480")
+        );
+        assert_eq!(config.gossip.status_max_age, Duration::from_secs(3600));
+        assert_eq!(
+            Config::default().gossip.credential_path(Path::new("/s")),
+            Path::new("/s/member.jwt")
+        );
+        for (text, key) in [
+            (
+                "[gossip]\nseeds = [\"x\"]\n",
+                "gossip.seeds: invalid socket address",
+            ),
+            ("[gossip]\nfanout = 0\n", "gossip.fanout: 0 is outside"),
+            (
+                "[gossip]\ntrusted_issuers = [\"did:web:a\"]\n",
+                "gossip.trusted_issuers:",
+            ),
+            (
+                "[gossip]\nidentity_url = \"ftp://a\"\n",
+                "gossip.identity_url:",
+            ),
+            (
+                "[gossip]\nstatus_max_age = \"0s\"\n",
+                "gossip.status_max_age:",
+            ),
+        ] {
+            let err = load(text).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("agent.toml: {key}")),
                 "{text:?} gave {err}"
             );
         }

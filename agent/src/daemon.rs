@@ -79,15 +79,37 @@ pub async fn run_with_swarm(
         .map_err(std::io::Error::other)?;
     let store = Arc::new(store);
 
-    // The swarm node starts here (issue 6), from sockets.gossip, the state dir's key and
-    // credential, and the store; without a credential there is none.
-    let swarm: Option<SwarmLink> = swarm;
+    // The swarm: the caller's link (tests), else a node of our own when this agent has a
+    // membership credential, else standalone (the node said why).
+    let (swarm, node) = match swarm {
+        Some(link) => (Some(link), None),
+        None => {
+            let gossip = sockets.gossip.into_std()?;
+            let seeds = crate::swarm::discovery::spawn_for(&config, &metrics, stop_rx.clone());
+            let options = crate::swarm::node::NodeOptions {
+                seeds,
+                ..Default::default()
+            };
+            let started = crate::swarm::node::start_with(
+                &config,
+                gossip,
+                &metrics,
+                Arc::clone(&store),
+                stop_rx.clone(),
+                options,
+            )
+            .map_err(std::io::Error::other)?;
+            match started {
+                Some((link, node)) => (Some(link), Some(node)),
+                None => (None, None),
+            }
+        }
+    };
     let view = swarm.as_ref().map(|link| link.view.clone());
     let mode = if swarm.is_some() {
         tracing::info!("swarm member: signals are gossiped and quorums counted");
         "swarm member"
     } else {
-        tracing::warn!("no membership credential: running standalone, without the swarm");
         "running standalone"
     };
 
@@ -178,6 +200,10 @@ pub async fn run_with_swarm(
     // Joining the capture and engine threads blocks; keep it off the async workers.
     let _ = tokio::task::spawn_blocking(move || packets.stop()).await;
     let _ = stage_task.await;
+    if let Some(node) = node {
+        // The node leaves the swarm (members learn it at once) and closes its endpoint.
+        node.join().await;
+    }
     if let Some(admin) = admin_task {
         admin.await.map_err(std::io::Error::other)??;
     }

@@ -99,6 +99,13 @@ pub fn member_credential(issuer: &Did, agent: &Did, role: Role, valid_until: &st
     })
 }
 
+/// What an agent signs with its key to renew its membership credential
+/// (`POST /members/renew`): a context line, the RFC 3339 time of the request, and the
+/// current credential. The context keeps the signature from meaning anything else.
+pub fn renewal_message(created: &str, jwt: &str) -> String {
+    format!("swarmguard-renew-v1\n{created}\n{jwt}")
+}
+
 /// A verified member of the swarm.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {

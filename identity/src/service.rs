@@ -240,6 +240,84 @@ impl Service {
         }
     }
 
+    /// Renews a membership credential this service issued, for its holder: the current
+    /// credential must verify (proof, validity, status) with this service as issuer, and
+    /// `proof` must be the subject key's Ed25519 signature (base64url) over
+    /// [`membership::renewal_message`]`(created, jwt)`, `created` within five minutes of
+    /// now. Issues a new credential for the same DID and role.
+    pub async fn renew_member(
+        &self,
+        jwt: &str,
+        created: &str,
+        proof: &str,
+    ) -> Result<String, IssueError> {
+        use base64::Engine;
+        let refused = |why: &str| IssueError::Invalid(format!("renewal refused: {why}"));
+        let stamp = chrono::DateTime::parse_from_rfc3339(created)
+            .map_err(|_| refused("created is not an RFC 3339 time"))?;
+        let skew = (chrono::Utc::now() - stamp.with_timezone(&chrono::Utc))
+            .num_seconds()
+            .abs();
+        if skew > 300 {
+            return Err(refused("created is more than five minutes from now"));
+        }
+        let report = self
+            .verify_credential(&Value::String(jwt.to_owned()))
+            .await
+            .map_err(|err| refused(&err.to_string()))?;
+        if !report.verified() {
+            return Err(refused(&report.errors.join("; ")));
+        }
+        if report.issuer.as_deref() != Some(self.key.did().as_str()) {
+            return Err(refused("the credential was issued by another issuer"));
+        }
+        let payload = jwt
+            .split('.')
+            .nth(1)
+            .and_then(|part| {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(part)
+                    .ok()
+            })
+            .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+            .ok_or_else(|| refused("not a VC-JWT"))?;
+        let is_member = payload
+            .get("type")
+            .and_then(Value::as_array)
+            .is_some_and(|types| {
+                types
+                    .iter()
+                    .any(|t| t.as_str() == Some(membership::MEMBER_CREDENTIAL_TYPE))
+            });
+        if !is_member {
+            return Err(refused("not a SwarmMemberCredential"));
+        }
+        let subject = payload
+            .pointer("/credentialSubject/id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| refused("no subject"))?;
+        let agent = Did::parse(subject).map_err(|err| refused(&err.to_string()))?;
+        let role: Role = payload
+            .pointer("/credentialSubject/role")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .parse()
+            .map_err(|err: String| refused(&err))?;
+        let key = agent
+            .ed25519_key()
+            .map_err(|err| refused(&err.to_string()))?;
+        let signature = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(proof)
+            .map_err(|_| refused("proof is not base64url"))?;
+        ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, key)
+            .verify(
+                membership::renewal_message(created, jwt).as_bytes(),
+                &signature,
+            )
+            .map_err(|_| refused("the proof is not the subject's signature"))?;
+        self.issue_member(&agent, role).await
+    }
+
     /// Verifies a credential: proof and validity (ssi), then issuer trust and status.
     pub async fn verify_credential(&self, input: &Value) -> Result<Report, NotACredential> {
         let mut report = self

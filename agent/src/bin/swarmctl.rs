@@ -12,10 +12,12 @@ use swarmguard_agent::api::admin::{AddDecision, MetricFamily, PeerRecord, Reload
 use swarmguard_agent::api::alerts::AlertRecord;
 use swarmguard_agent::api::client::{self, ClientError};
 use swarmguard_agent::cli::{
-    DecisionsCommand, RulesCommand, RulesTestArgs, ScenariosCommand, SwarmctlCli, SwarmctlCommand,
+    CredentialCommand, CredentialDidArgs, CredentialRequestArgs, DecisionsCommand, RulesCommand,
+    RulesTestArgs, ScenariosCommand, SwarmctlCli, SwarmctlCommand,
 };
 use swarmguard_agent::decide::Decision;
 use swarmguard_agent::scenario_test;
+use swarmguard_agent::swarm::credential;
 use swarmguard_identity::cli_docs;
 use swarmguard_identity::daemon::{self as edge, EXIT_USAGE};
 
@@ -35,9 +37,9 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
         SwarmctlCommand::Rules(RulesCommand::Test(args)) => return rules_test(&args, json),
-        SwarmctlCommand::Credential => {
-            eprintln!("swarmctl credential: not implemented in this version");
-            return ExitCode::FAILURE;
+        SwarmctlCommand::Credential(CredentialCommand::Did(args)) => return credential_did(&args),
+        SwarmctlCommand::Credential(CredentialCommand::Request(args)) => {
+            return credential_request(&args);
         }
         SwarmctlCommand::Status => status(socket, json),
         SwarmctlCommand::Peers => peers(socket, json),
@@ -382,6 +384,84 @@ fn number(value: f64) -> String {
     } else {
         format!("{value:.3}")
     }
+}
+
+/// `swarmctl credential did`: prints the agent's DID, creating its key if needed.
+fn credential_did(args: &CredentialDidArgs) -> ExitCode {
+    match credential::load_or_create_key(&args.state_dir) {
+        Ok(key) => {
+            println!("{}", key.peer_id().to_did());
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("swarmctl credential did: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `swarmctl credential request`: exit 0 when the credential was written, 64 for bad
+/// arguments, 1 when identityd could not be reached or refused.
+fn credential_request(args: &CredentialRequestArgs) -> ExitCode {
+    match request_and_write(args) {
+        Ok(Some(path)) => {
+            eprintln!("wrote the membership credential to {}", path.display());
+            ExitCode::SUCCESS
+        }
+        Ok(None) => ExitCode::SUCCESS,
+        Err((code, err)) => {
+            eprintln!("swarmctl credential request: {err:#}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn request_and_write(
+    args: &CredentialRequestArgs,
+) -> Result<Option<std::path::PathBuf>, (u8, anyhow::Error)> {
+    use anyhow::Context;
+    let usage = |err: anyhow::Error| (edge::EXIT_USAGE, err);
+    let failed = |err: anyhow::Error| (1, err);
+    let token = match (&args.token, &args.token_file) {
+        (Some(token), _) => token.trim().to_owned(),
+        (None, Some(file)) => std::fs::read_to_string(file)
+            .with_context(|| format!("{}", file.display()))
+            .map_err(usage)?
+            .trim()
+            .to_owned(),
+        (None, None) => {
+            return Err(usage(anyhow::anyhow!(
+                "--token or --token-file is required"
+            )));
+        }
+    };
+    let did = match &args.did {
+        Some(did) => did.clone(),
+        None => credential::load_or_create_key(&args.state_dir)
+            .map_err(|err| usage(err.into()))?
+            .peer_id()
+            .to_did(),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| failed(err.into()))?;
+    let jwt = runtime
+        .block_on(async {
+            let http = swarmguard_agent::swarm::admission::http_client()?;
+            anyhow::Ok(credential::request(&http, &args.identity, &token, &did, &args.role).await?)
+        })
+        .map_err(failed)?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| args.state_dir.join(credential::CREDENTIAL_FILE));
+    if out.as_os_str() == "-" {
+        println!("{jwt}");
+        return Ok(None);
+    }
+    credential::write_credential(&out, &jwt).map_err(|err| failed(err.into()))?;
+    Ok(Some(out))
 }
 
 /// `swarmctl rules test`: lints rule files without an agent. Exit 0 when every rule loads,

@@ -245,3 +245,16 @@ impl Discovery {
         rx
     }
 }
+
+/// Starts discovery when the configuration asks for DNS (`gossip.discovery = "dns"`);
+/// `None` with static seeds.
+pub fn spawn_for(
+    config: &crate::config::Config,
+    metrics: &Metrics,
+    stop: watch::Receiver<bool>,
+) -> Option<watch::Receiver<Vec<SocketAddr>>> {
+    match &config.discovery {
+        DiscoveryMode::Static => None,
+        DiscoveryMode::Dns(settings) => Some(Discovery::spawn(settings.clone(), metrics, stop)),
+    }
+}

@@ -17,21 +17,32 @@
 //! - [`discovery`]: the seed list from static configuration or DNS SRV records (the
 //!   one part of this module that does I/O, for the transport to read).
 //! - [`metrics`]: the `swarmguard_swarm_*` Prometheus metrics, fed from [`Stats`].
+//! - [`node`]: the running node (tokio): QUIC endpoint, connections, the core's driver;
+//!   [`node::start`] is what the daemon calls.
+//! - [`tls`]: self-signed Ed25519 certificates and the verifiers of mutual TLS.
+//! - [`admission`]: credential checks after the handshake, status lists, expulsion.
+//! - [`credential`]: the agent's key and credential files.
 //!
 //! **Invariant**: nothing is trusted before its signature and membership are checked, and
-//! nothing here does I/O or reads a clock — except [`discovery`], which asks DNS where the
-//! seeds are and hands the transport a list of addresses, nothing trusted.
+//! nothing in the core
+//! (`protocol`, `signal`, `wire`, `live`, `rate`) does I/O or reads a clock; `node`,
+//! `admission`, `credential` and `discovery` (which asks DNS where the seeds are and hands
+//! the node addresses, nothing trusted) are the I/O around it.
 
+pub mod admission;
+pub mod credential;
 pub mod discovery;
 pub mod link;
 mod live;
 pub mod metrics;
+pub mod node;
 pub mod peer;
 pub mod protocol;
 mod rate;
 pub mod signal;
 pub mod sim;
 mod stats;
+pub mod tls;
 mod wire;
 
 pub use link::{MemberState, MemberView, SwarmLink, SwarmView};

@@ -76,6 +76,9 @@ pub struct SwarmConfig {
     pub retry_refused_after: Duration,
     /// How often to announce to the seeds again while no member is known.
     pub rejoin_interval: Duration,
+    /// How often members declared down are sent an announce, so that the two sides of a
+    /// healed partition find each other again (memberlist's LAN profile: 65 s).
+    pub announce_to_down_every: Duration,
     /// Seeds the RNG (member choice, SWIM), so that simulations repeat exactly.
     pub seed: u64,
 }
@@ -105,6 +108,7 @@ impl Default for SwarmConfig {
             max_members: 65_536,
             retry_refused_after: Duration::from_secs(5),
             rejoin_interval: Duration::from_secs(5),
+            announce_to_down_every: Duration::from_secs(65),
             seed: 0,
         }
     }
@@ -488,6 +492,12 @@ impl Swarm {
         &self.stats
     }
 
+    /// Counts an input the transport dropped before it reached the core (an oversized
+    /// stream, a full queue), so that every drop shows under one metric.
+    pub fn record_drop(&mut self, reason: DropReason) {
+        self.stats.drop(reason);
+    }
+
     /// Bytes that `from` sent, which the transport authenticated as that peer.
     pub fn handle_message(&mut self, now: SystemTime, from: Peer, bytes: &[u8]) {
         self.stats.messages_in += 1;
@@ -851,8 +861,14 @@ impl Swarm {
             };
             self.send(to.addr, peer, Channel::Datagram, wire::encode_swim(&packet));
         }
+        let mut down_again = Vec::new();
         while let Some(notification) = self.runtime.to_notify() {
             match notification {
+                // An expelled member, rejoining under a new incarnation through members
+                // that have not expelled it (yet): it stays down here.
+                OwnedNotification::MemberUp(member) if self.expelled.contains(&member.peer) => {
+                    down_again.push(member);
+                }
                 OwnedNotification::MemberUp(member) => {
                     self.active.up(member);
                     self.emit(Event::MemberUp(member));
@@ -878,6 +894,14 @@ impl Swarm {
                 _ => {}
             }
         }
+        if !down_again.is_empty() {
+            let _ = self.swim.apply_many(
+                down_again.into_iter().map(Member::down),
+                false,
+                &mut self.runtime,
+            );
+            self.flush_swim(now);
+        }
     }
 
     /// The next message to send, if any.
@@ -901,6 +925,10 @@ fn swim_config(config: &SwarmConfig) -> foca::Config {
     swim.periodic_gossip = Some(foca::PeriodicParams {
         frequency: config.interval,
         num_members: NonZeroUsize::new(config.fanout.max(1)).unwrap_or(NonZeroUsize::MIN),
+    });
+    swim.periodic_announce_to_down_members = Some(foca::PeriodicParams {
+        frequency: config.announce_to_down_every,
+        num_members: NonZeroUsize::new(2).unwrap_or(NonZeroUsize::MIN),
     });
     // Two bytes of envelope go around each SWIM packet.
     swim.max_packet_size = NonZeroUsize::new(config.max_datagram_size.saturating_sub(2).max(512))

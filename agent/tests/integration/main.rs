@@ -152,3 +152,4 @@ async fn run_detects_log_scenarios_and_eve_alerts() {
     agent.await.unwrap().unwrap();
 }
 mod swarm_core;
+mod swarm_quic;

@@ -117,6 +117,7 @@ pub fn router(service: Arc<Service>, tokens: Vec<String>) -> Router {
         .route("/presentations/verify", post(verify_presentation))
         .route("/credentials/status", post(update_status))
         .route("/members/issue", post(issue_member))
+        .route("/members/renew", post(renew_member))
         .route("/status/{list}", get(status_list))
         .route("/identifiers/{did}", get(resolve))
         .route("/1.0/identifiers/{did}", get(resolve))
@@ -296,6 +297,35 @@ async fn issue_member(
         .issue_member(&did, role)
         .await
         .map_err(issue_problem)?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(serde_json::json!({ "verifiableCredential": jwt })),
+    )
+        .into_response())
+}
+
+/// `POST /members/renew`: no bearer token; the holder authenticates with its current
+/// credential and a signature by its key (see [`Service::renew_member`]).
+async fn renew_member(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, Problem> {
+    let field = |name: &str| {
+        body.get(name).and_then(Value::as_str).ok_or_else(|| {
+            Problem::new(
+                Kind::MalformedRequest,
+                format!("{name} (a string) is required"),
+            )
+        })
+    };
+    let jwt = state
+        .service
+        .renew_member(field("credential")?, field("created")?, field("proof")?)
+        .await
+        .map_err(|err| match err {
+            IssueError::Invalid(why) => Problem::new(Kind::Unauthorized, why),
+            other => issue_problem(other),
+        })?;
     Ok((
         StatusCode::CREATED,
         axum::Json(serde_json::json!({ "verifiableCredential": jwt })),

@@ -4,3 +4,4 @@ mod blocking;
 mod cli;
 mod daemons;
 mod readme;
+mod swarm;
