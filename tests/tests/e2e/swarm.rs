@@ -1,6 +1,8 @@
 //! Three `swarmd` processes form a swarm over QUIC on loopback, enrolled with the two
 //! documented commands (`swarmctl credential did` / `request`) against a real `identityd`;
-//! a killed agent is declared failed by the others, and rejoins when restarted.
+//! a signal published by one (its local block of an sshd brute force) reaches the two
+//! others exactly once; a killed agent is declared failed by the others, and rejoins when
+//! restarted.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
@@ -8,7 +10,7 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use swarmguard_tests::command;
+use swarmguard_tests::{command, workspace_root};
 
 fn free_tcp_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -102,7 +104,7 @@ fn swarmctl(args: &[&str], state: &Path) -> String {
 }
 
 #[test]
-fn three_agents_enrolled_with_two_commands_form_a_swarm_and_survive_a_crash() {
+fn three_agents_enrolled_with_two_commands_share_a_signal_once_and_survive_a_crash() {
     let work = tempfile::tempdir().unwrap();
     let identity_port = free_tcp_port();
     let identity_state = work.path().join("identity");
@@ -129,6 +131,23 @@ fn three_agents_enrolled_with_two_commands_form_a_swarm_and_survive_a_crash() {
         identity_state.join("admin.token").exists()
     });
 
+    // Agent 0 follows an auth log through the shipped sshd brute-force scenario.
+    let auth_log = work.path().join("auth.log");
+    std::fs::write(&auth_log, "").unwrap();
+    let scenarios = work.path().join("scenarios.d");
+    std::fs::create_dir(&scenarios).unwrap();
+    let shipped =
+        std::fs::read_to_string(workspace_root().join("rules/scenarios/sshd-bf.toml")).unwrap();
+    let sources = shipped
+        .lines()
+        .find(|line| line.starts_with("sources = "))
+        .unwrap();
+    std::fs::write(
+        scenarios.join("sshd-bf.toml"),
+        shipped.replace(sources, &format!("sources = [{auth_log:?}]")),
+    )
+    .unwrap();
+
     let gossip: Vec<u16> = (0..3).map(|_| free_udp_port()).collect();
     let mut agents = Vec::new();
     for (index, port) in gossip.iter().enumerate() {
@@ -151,11 +170,14 @@ fn three_agents_enrolled_with_two_commands_form_a_swarm_and_survive_a_crash() {
         std::fs::write(
             &config,
             format!(
-                "[agent]\nstate_dir = {state:?}\n[api]\nmetrics_listen = \"127.0.0.1:{metrics}\"\n\
+                "[agent]\nstate_dir = {state:?}\n[api]\nmetrics_listen = \"127.0.0.1:{metrics}\"\nsocket = {socket:?}\n\
                  [gossip]\nlisten = \"127.0.0.1:{port}\"\nseeds = [\"127.0.0.1:{seed}\"]\n\
                  trusted_issuers = [\"{issuer}\"]\ninterval = \"100ms\"\nstatus_refresh = \"1s\"\n\
-                 [rules]\npaths = []\nscenarios = []\n",
+                 [enforce]\nbackend = \"dry-run\"\n[logs]\npoll_interval = \"50ms\"\n\
+                 [rules]\npaths = []\nscenarios = [{scenarios:?}]\n",
                 seed = gossip[0],
+                socket = state.join("agent.sock"),
+                scenarios = if index == 0 { scenarios.to_str().unwrap() } else { "/nonexistent" },
             ),
         )
         .unwrap();
@@ -170,6 +192,26 @@ fn three_agents_enrolled_with_two_commands_form_a_swarm_and_survive_a_crash() {
     wait_for("every agent sees the two others", || {
         agents.iter().all(|a| a.members() == Some(2.0))
     });
+
+    // An sshd brute force against agent 0: it blocks locally and publishes a signal.
+    let attack = std::fs::read_to_string(workspace_root().join("agent/demo/auth.log")).unwrap();
+    std::fs::write(&auth_log, &attack).unwrap();
+    let received = |agent: &Agent| metric(agent.metrics, "swarmguard_swarm_signals_received_total");
+    wait_for("the signal reaches both other agents", || {
+        agents[1..].iter().all(|a| received(a) == Some(1.0))
+    });
+    assert_eq!(
+        metric(
+            agents[0].metrics,
+            "swarmguard_swarm_signals_published_total"
+        ),
+        Some(1.0)
+    );
+    // Ten more gossip rounds of push and anti-entropy deliver it no second time.
+    std::thread::sleep(Duration::from_secs(1));
+    for agent in &agents[1..] {
+        assert_eq!(received(agent), Some(1.0), "each signal exactly once");
+    }
 
     agents[2].kill();
     wait_for("the crashed agent is declared failed", || {
