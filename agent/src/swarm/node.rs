@@ -699,28 +699,17 @@ impl Node {
         self.handshakes += 1;
         self.pending.insert(to, VecDeque::from([transmit]));
         let expected = self.pending[&to].front().and_then(|t| t.peer);
-        let task = Handshake {
+        tokio::spawn(self.handshake().complete(connecting, to, expected, true));
+    }
+
+    /// What a handshake task needs of the node.
+    fn handshake(&self) -> Handshake {
+        Handshake {
             own: self.own.clone(),
             admission: self.admission.clone(),
             clock: self.clock,
             inbound: self.inbound_tx.clone(),
-        };
-        tokio::spawn(async move {
-            let conn = match tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting).await {
-                Ok(Ok(conn)) => conn,
-                _ => {
-                    let _ = task
-                        .inbound
-                        .send(Inbound::Failed {
-                            addr: to,
-                            dialed: true,
-                        })
-                        .await;
-                    return;
-                }
-            };
-            task.run(conn, expected, true).await;
-        });
+        }
     }
 
     fn accept(&mut self, incoming: quinn::Incoming) {
@@ -735,29 +724,7 @@ impl Node {
             return;
         }
         self.handshakes += 1;
-        let task = Handshake {
-            own: self.own.clone(),
-            admission: self.admission.clone(),
-            clock: self.clock,
-            inbound: self.inbound_tx.clone(),
-        };
-        tokio::spawn(async move {
-            let conn = match tokio::time::timeout(HANDSHAKE_TIMEOUT, async { incoming.await }).await
-            {
-                Ok(Ok(conn)) => conn,
-                _ => {
-                    let _ = task
-                        .inbound
-                        .send(Inbound::Failed {
-                            addr: from,
-                            dialed: false,
-                        })
-                        .await;
-                    return;
-                }
-            };
-            task.run(conn, None, false).await;
-        });
+        tokio::spawn(self.handshake().complete(incoming, from, None, false));
     }
 
     fn handle(&mut self, message: Inbound) {
@@ -982,6 +949,23 @@ struct Handshake {
 }
 
 impl Handshake {
+    /// Waits for the QUIC handshake (dialled or accepted), then runs admission; a
+    /// handshake that fails or times out is reported so that queued messages are dropped.
+    async fn complete<E>(
+        self,
+        connecting: impl std::future::IntoFuture<Output = Result<quinn::Connection, E>>,
+        addr: SocketAddr,
+        expected: Option<PeerId>,
+        dialed: bool,
+    ) {
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting.into_future()).await {
+            Ok(Ok(conn)) => self.run(conn, expected, dialed).await,
+            _ => {
+                let _ = self.inbound.send(Inbound::Failed { addr, dialed }).await;
+            }
+        }
+    }
+
     async fn run(self, conn: quinn::Connection, expected: Option<PeerId>, dialed: bool) {
         let addr = conn.remote_address();
         let outcome = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.exchange(&conn, expected))
