@@ -241,6 +241,7 @@ impl Config {
         };
         let mut warnings = missing("rules.paths", &self.rule_paths);
         warnings.extend(missing("rules.scenarios", &self.scenario_paths));
+        warnings.extend(missing("capture.files", &self.capture.files));
         if self.dns.listen.is_some() {
             warnings.extend(missing("dns.blocklists", &self.dns.blocklists));
         }
@@ -768,6 +769,7 @@ struct RawRules {
 #[serde(deny_unknown_fields)]
 struct RawCapture {
     interfaces: Option<Vec<String>>,
+    files: Option<Vec<PathBuf>>,
     bpf: Option<String>,
     snaplen: Option<u32>,
     promisc: Option<bool>,
@@ -821,6 +823,7 @@ impl RawCapture {
         };
         Ok(CaptureConfig {
             interfaces,
+            files: self.files.unwrap_or_default(),
             bpf,
             snaplen,
             promisc: self.promisc.unwrap_or(defaults.promisc),

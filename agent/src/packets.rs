@@ -70,7 +70,7 @@ impl PacketDetection {
             swap: None,
             rules: loaded.count,
         };
-        if config.capture.interfaces.is_empty() {
+        if config.capture.interfaces.is_empty() && config.capture.files.is_empty() {
             tracing::info!("no capture interfaces configured: packet detection is off");
             return idle;
         }

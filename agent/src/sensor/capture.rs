@@ -15,6 +15,7 @@
 //! Threads open their device themselves, so they capture in the network namespace of the
 //! thread that called [`Capture::start`] (the tests rely on that).
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -45,6 +46,10 @@ pub struct CaptureConfig {
     /// Interface names as `ip link` shows them; `any` captures on all of them (as Linux
     /// "cooked" frames, link type 113).
     pub interfaces: Vec<String>,
+    /// Capture files (pcap, pcapng) read once at start as if their packets arrived then:
+    /// times are shifted so that the first packet is "now", and the gaps between packets
+    /// are kept. For trying rules on a running agent, and the demo.
+    pub files: Vec<PathBuf>,
     /// A BPF filter in tcpdump syntax; `None` captures everything.
     pub bpf: Option<String>,
     /// Bytes kept of each packet.
@@ -63,6 +68,7 @@ impl Default for CaptureConfig {
     fn default() -> Self {
         CaptureConfig {
             interfaces: Vec::new(),
+            files: Vec::new(),
             bpf: None,
             snaplen: DEFAULT_SNAPLEN,
             promisc: false,
@@ -129,7 +135,21 @@ impl Capture {
                     })
                     .ok()
             })
-            .collect();
+            .collect::<Vec<_>>();
+        let mut threads = threads;
+        for path in &config.files {
+            let path = path.clone();
+            let tx = tx.clone();
+            let stop = Arc::clone(&stop);
+            let metrics = metrics.clone();
+            let spawned = std::thread::Builder::new()
+                .name("capture file".to_owned())
+                .spawn(move || replay_file(&path, &tx, &stop, &metrics));
+            match spawned {
+                Ok(thread) => threads.push(thread),
+                Err(err) => tracing::error!(error = %err, "cannot start a capture file thread"),
+            }
+        }
         (Capture { stop, threads }, rx)
     }
 
@@ -150,6 +170,53 @@ impl Drop for Capture {
     fn drop(&mut self) {
         self.stop_and_join();
     }
+}
+
+/// Feeds one capture file into the queue, paced as it was recorded and shifted to now.
+/// The queue waits rather than drops: a file is not a live link that cannot wait.
+fn replay_file(path: &Path, tx: &mpsc::Sender<Frame>, stop: &Stop, metrics: &CaptureMetrics) {
+    let mut file = match crate::sensor::pcap_file::CaptureFile::open(path) {
+        Ok(file) => file,
+        Err(err) => {
+            tracing::warn!(error = %err, "capture file skipped");
+            return;
+        }
+    };
+    let label: Arc<str> = Arc::from(path.display().to_string());
+    let (started, wall) = (Instant::now(), SystemTime::now());
+    let mut first = None;
+    let mut frames = 0u64;
+    loop {
+        let frame = match file.next_frame() {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(err) => {
+                tracing::warn!(error = %err, "capture file read stopped");
+                break;
+            }
+        };
+        let offset = frame
+            .time
+            .duration_since(*first.get_or_insert(frame.time))
+            .unwrap_or_default();
+        let due = started + offset;
+        let now = Instant::now();
+        if due > now && stop.wait(due - now) {
+            return;
+        }
+        let frame = Frame {
+            ts: wall + offset,
+            linktype: frame.linktype,
+            data: frame.data.to_vec(),
+            interface: Arc::clone(&label),
+        };
+        metrics.packets.with_label_values(&[&label]).inc();
+        if tx.blocking_send(frame).is_err() || stop.is_set() {
+            return;
+        }
+        frames += 1;
+    }
+    tracing::info!(file = %label, frames, "capture file read");
 }
 
 /// The stop signal the threads share: a flag, a condition variable for their retry waits,
