@@ -12,14 +12,16 @@
 //! ```
 //!
 //! The attacker sends empty UDP probes (rule 9000007 of `rules/suricata/scan.rules`, 30 in
-//! 5 s from one source) to agents 1 and 2; both block it locally. Agent 3 is never
-//! attacked. Quorum across the swarm (agent 3 blocking once 1 and 2 have signalled) needs
-//! the QUIC transport and membership credentials of issue 6: when they land, the agents
-//! start with `--gossip-listen` on their bridge address and credentials from identityd, and
-//! [`AGENT3_BLOCKS_BY_QUORUM`] turns into the assertion that agent 3 blocks too.
+//! 5 s from one source) to agents 1 and 2; both block it locally and tell the swarm. Agent 3
+//! is never attacked and blocks it by quorum (`decide.quorum = 2`). The swarm is real:
+//! `identityd` runs on its own lab host (`idp`, 10.88.0.5), each agent is enrolled with the
+//! documented commands (`swarmctl credential did` / `request`, run inside its host), gossip
+//! listens on the agent's bridge address and joins through agent 1, and every status list
+//! is fetched from identityd inside the lab.
 
 use std::fs::File;
-use std::net::{SocketAddr, UdpSocket};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -29,11 +31,12 @@ use nix::sched::{CloneFlags, setns};
 use serde_json::Value;
 use swarmguard_tests::{bin, workspace_root};
 
-/// Whether the swarm transport exists yet (issue 6); see the module documentation.
-const AGENT3_BLOCKS_BY_QUORUM: bool = false;
-
 const ATTACKER: &str = "10.88.0.66";
 const OTHER: &str = "10.88.0.77";
+/// identityd's lab host and where it listens; credentials name status lists under it.
+const IDENTITY: &str = "10.88.0.5:8480";
+/// Every agent joins the swarm through agent 1.
+const SEED: &str = "10.88.0.1:7300";
 /// The port the test listens on in each agent host, to see what gets through.
 const PROBE_PORT: u16 = 7777;
 
@@ -163,21 +166,55 @@ struct Agent {
 }
 
 impl Agent {
-    fn start(netns: &Netns, dir: &Path) -> Agent {
+    /// Writes the agent's configuration: gossip on `addr` (its bridge address), joining
+    /// through [`SEED`], trusting `issuer`.
+    fn configure(dir: &Path, addr: &str, issuer: &str) {
         std::fs::create_dir_all(dir).unwrap();
-        let config = dir.join("agent.toml");
         std::fs::write(
-            &config,
+            dir.join("agent.toml"),
             format!(
                 "[capture]\ninterfaces = [\"eth0\"]\nbpf = \"udp\"\n\
                  # veth leaves checksums to offload.\nchecksum = \"no\"\n\
                  [rules]\npaths = [{rules:?}]\nscenarios = []\n\
-                 [decide]\n# The bundled scan rules are medium (attempted-recon).\nblock_severity = \"medium\"\nquorum = 2\n",
+                 [decide]\n# The bundled scan rules are medium (attempted-recon).\nblock_severity = \"medium\"\nquorum = 2\n\
+                 [gossip]\nlisten = \"{addr}:7300\"\nseeds = [\"{SEED}\"]\n\
+                 trusted_issuers = [\"{issuer}\"]\ninterval = \"100ms\"\nstatus_refresh = \"1s\"\n",
                 rules = workspace_root().join("rules/suricata"),
             ),
         )
         .unwrap();
-        let log = File::create(dir.join("swarmd.log")).unwrap();
+    }
+
+    /// Enrols the agent with the two documented commands, run inside its host: its key and
+    /// DID, then a membership credential from identityd.
+    fn enrol(netns: &Netns, dir: &Path, token: &Path) {
+        let state = dir.join("state");
+        let state = state.to_str().unwrap();
+        let swarmctl = bin("swarmctl");
+        let swarmctl = swarmctl.to_str().unwrap();
+        let did = netns.exec(&[swarmctl, "credential", "did", "--state-dir", state]);
+        assert!(did.starts_with("did:key:z"), "{did}");
+        netns.exec(&[
+            swarmctl,
+            "credential",
+            "request",
+            "--identity",
+            &format!("http://{IDENTITY}"),
+            "--token-file",
+            token.to_str().unwrap(),
+            "--state-dir",
+            state,
+        ]);
+    }
+
+    fn start(netns: &Netns, dir: &Path) -> Agent {
+        let config = dir.join("agent.toml");
+        // Appended to, so that a restarted agent's log follows the first run's.
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(dir.join("swarmd.log"))
+            .unwrap();
         let child = Command::new("ip")
             .args(["netns", "exec", &netns.name])
             .arg(bin("swarmd"))
@@ -189,7 +226,6 @@ impl Agent {
             .arg("--socket")
             .arg(dir.join("agent.sock"))
             .args(["--metrics-listen", "127.0.0.1:9480"])
-            .args(["--gossip-listen", "127.0.0.1:7300"])
             .args(["--enforce", "nftables"])
             .stdout(Stdio::null())
             .stderr(log)
@@ -237,6 +273,26 @@ impl Agent {
             .get("samples")?
             .get(labels)?
             .as_f64()
+    }
+
+    /// The value of an unlabelled metric (its family's total).
+    fn metric_total(&self, name: &str) -> Option<f64> {
+        let families = self.json(&["metrics"])?;
+        families
+            .as_array()?
+            .iter()
+            .find(|f| f["name"] == name)?
+            .get("total")?
+            .as_f64()
+    }
+
+    /// The decision on `subject`, as `swarmctl decisions list --json` shows it.
+    fn decision(&self, subject: &str) -> Option<Value> {
+        self.json(&["decisions", "list"])?
+            .as_array()?
+            .iter()
+            .find(|d| d["subject"] == subject)
+            .cloned()
     }
 
     fn decisions(&self) -> Vec<String> {
@@ -315,6 +371,70 @@ impl Drop for Agent {
     }
 }
 
+/// `identityd serve` on its lab host, listening on [`IDENTITY`]; killed on drop.
+struct Identityd {
+    child: Child,
+    /// The issuer's `did:key`, which the agents trust.
+    issuer: String,
+    /// The admin token enrolment presents.
+    token: PathBuf,
+}
+
+impl Identityd {
+    fn start(netns: &Netns, dir: &Path) -> Identityd {
+        let state = dir.join("identity");
+        let log = File::create(dir.join("identityd.log")).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &netns.name])
+            .arg(bin("identityd"))
+            .args(["serve", "--listen", IDENTITY, "--state-dir"])
+            .arg(&state)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut identityd = Identityd {
+            child,
+            issuer: String::new(),
+            token: state.join("admin.token"),
+        };
+        for _ in 0..600 {
+            let doc = netns.run(|| http_get(IDENTITY, "/.well-known/did.json"));
+            if let Some(start) = doc.as_deref().and_then(|doc| doc.find("did:key:z")) {
+                let doc = doc.unwrap();
+                identityd.issuer = doc[start..]
+                    .split(['"', '#'])
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                if identityd.token.exists() {
+                    return identityd;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let log = std::fs::read_to_string(dir.join("identityd.log")).unwrap_or_default();
+        panic!("identityd never answered; log:\n{log}");
+    }
+}
+
+impl Drop for Identityd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `GET path` over HTTP/1.0 from the calling thread's namespace; `None` while nothing
+/// listens.
+fn http_get(addr: &str, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    Some(response)
+}
+
 /// A UDP listener in `host` on [`PROBE_PORT`].
 fn listen(host: &Netns) -> UdpSocket {
     let socket = host.run(|| UdpSocket::bind(("0.0.0.0", PROBE_PORT)).unwrap());
@@ -354,14 +474,31 @@ fn agents_block_an_attacker_in_the_kernel_keep_it_across_a_restart_and_lift_it_o
         ("ag1", "10.88.0.1"),
         ("ag2", "10.88.0.2"),
         ("ag3", "10.88.0.3"),
+        ("idp", "10.88.0.5"),
         ("atk", ATTACKER),
         ("oth", OTHER),
     ]);
     let dir = tempfile::tempdir().unwrap();
-    let mut agents: Vec<Agent> = ["ag1", "ag2", "ag3"]
+    let identityd = Identityd::start(lab.host("idp"), dir.path());
+    let hosts = [
+        ("ag1", "10.88.0.1"),
+        ("ag2", "10.88.0.2"),
+        ("ag3", "10.88.0.3"),
+    ];
+    let mut agents: Vec<Agent> = hosts
         .iter()
-        .map(|name| Agent::start(lab.host(name), &dir.path().join(name)))
+        .map(|(name, addr)| {
+            let agent_dir = dir.path().join(name);
+            Agent::configure(&agent_dir, addr, &identityd.issuer);
+            Agent::enrol(lab.host(name), &agent_dir, &identityd.token);
+            Agent::start(lab.host(name), &agent_dir)
+        })
         .collect();
+    for agent in &agents {
+        agent.wait_for("the two other agents admitted", |a| {
+            a.metric_total("swarmguard_swarm_members") == Some(2.0)
+        });
+    }
     let sockets: Vec<UdpSocket> = ["ag1", "ag2", "ag3"]
         .iter()
         .map(|name| listen(lab.host(name)))
@@ -398,37 +535,39 @@ fn agents_block_an_attacker_in_the_kernel_keep_it_across_a_restart_and_lift_it_o
         );
     }
 
-    // Agent 3 was never attacked.
-    if AGENT3_BLOCKS_BY_QUORUM {
-        agents[2].wait_for("the swarm's quorum", |a| a.kernel_blocks(ATTACKER));
-        assert_blocked(&lab, &agents[2], &sockets[2], "10.88.0.3");
-    } else {
-        assert!(agents[2].decisions().is_empty());
-        lab.send("atk", "10.88.0.3", PROBE_PORT, b"hello", 1);
-        receive_from(&sockets[2], ATTACKER);
-    }
+    // Agent 3 was never attacked: it blocks by the quorum of agents 1 and 2's signals.
+    agents[2].wait_for("the swarm's quorum", |a| {
+        a.decision(ATTACKER).is_some() && a.kernel_blocks(ATTACKER)
+    });
+    let decision = agents[2].decision(ATTACKER).unwrap();
+    assert!(decision["origin"].get("quorum").is_some(), "{decision:#}");
+    assert_blocked(&lab, &agents[2], &sockets[2], "10.88.0.3");
 
     // A restart keeps the block: in the kernel all along, and in the store.
-    agents[0].stop();
+    agents[2].stop();
     assert!(
-        agents[0].kernel_blocks(ATTACKER),
+        agents[2].kernel_blocks(ATTACKER),
         "the block outlived the agent"
     );
-    agents[0] = Agent::start(lab.host("ag1"), &dir.path().join("ag1"));
-    assert_eq!(agents[0].decisions(), [ATTACKER]);
-    assert!(agents[0].kernel_blocks(ATTACKER));
-    assert_blocked(&lab, &agents[0], &sockets[0], "10.88.0.1");
+    agents[2] = Agent::start(lab.host("ag3"), &dir.path().join("ag3"));
+    assert_eq!(agents[2].decisions(), [ATTACKER]);
+    assert!(agents[2].kernel_blocks(ATTACKER));
+    assert_blocked(&lab, &agents[2], &sockets[2], "10.88.0.3");
 
-    // The operator lifts it; traffic flows again.
-    let out = agents[0].swarmctl(&["decisions", "delete", ATTACKER]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!agents[0].kernel_blocks(ATTACKER));
-    lab.send("atk", "10.88.0.1", PROBE_PORT, b"hello", 1);
-    receive_from(&sockets[0], ATTACKER);
+    // The operator lifts it, on agent 3 (a quorum decision) and on agent 1 (a local one);
+    // traffic flows again. The attack has stopped, so no new signal re-makes either.
+    for (index, addr) in [(2, "10.88.0.3"), (0, "10.88.0.1")] {
+        let out = agents[index].swarmctl(&["decisions", "delete", ATTACKER]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!agents[index].kernel_blocks(ATTACKER));
+        lab.send("atk", addr, PROBE_PORT, b"hello", 1);
+        receive_from(&sockets[index], ATTACKER);
+        assert_eq!(agents[index].decision(ATTACKER), None);
+    }
 
     for agent in &mut agents {
         agent.stop();
