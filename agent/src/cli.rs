@@ -29,11 +29,27 @@ pub enum SwarmdCommand {
     Replay(ReplayArgs),
     /// Remove the agent's nftables table (`inet swarmguard`) from the kernel.
     Cleanup(CleanupArgs),
-    /// Start identityd and an agent on loopback with temporary state, to see them work.
-    Demo,
+    /// Start identityd and a swarm of agents on loopback with temporary state, attack
+    /// them with bundled data, and show detection, gossip, quorum and blocking live.
+    Demo(DemoArgs),
     /// Write the man page or a shell completion script to stdout (for packagers).
     #[command(hide = true)]
     Generate(GenerateArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Agents in the demo swarm (at least 3).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(3..=50))]
+    pub agents: u16,
+    /// Keep the swarm running after the summary, to explore it with swarmctl; Ctrl-C
+    /// stops it and removes its temporary folder.
+    #[arg(long)]
+    pub keep_running: bool,
+    /// Print only the summary, as one JSON object (with --keep-running: once the swarm
+    /// has settled).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]

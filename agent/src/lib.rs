@@ -29,6 +29,7 @@
 //! - [`swarm`]: the sans-IO swarm protocol core: signed [`swarm::Signal`]s, SWIM
 //!   membership, dissemination by push and anti-entropy.
 //! - [`decide`]: [`decide::quorum`], counting distinct origins per subject.
+//! - [`demo`]: `swarmd demo`, identityd and a swarm on loopback, attacked and shown live.
 //! - [`daemon`]: [`daemon::run`] wires the stages together for `swarmd run`.
 //! - [`cli`]: the command lines of `swarmd` and `swarmctl`, one table for both
 //!   `--help` and the man pages.
@@ -39,6 +40,7 @@ pub mod config;
 pub mod daemon;
 pub mod decide;
 pub mod decisions;
+pub mod demo;
 pub mod detect;
 pub mod enforce;
 pub mod logs;

@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::CommandFactory;
 use swarmguard_agent::api::Metrics;
 use swarmguard_agent::cli::{
-    CheckConfigArgs, CleanupArgs, ReplayArgs, RunArgs, SwarmdCli, SwarmdCommand,
+    CheckConfigArgs, CleanupArgs, DemoArgs, ReplayArgs, RunArgs, SwarmdCli, SwarmdCommand,
 };
 use swarmguard_agent::config::Config;
 use swarmguard_agent::daemon::{self, Sockets};
@@ -23,7 +23,7 @@ fn main() -> ExitCode {
     match cli.command {
         SwarmdCommand::Run(args) => run(args),
         SwarmdCommand::CheckConfig(args) => check_config(&args),
-        SwarmdCommand::Demo => demo(),
+        SwarmdCommand::Demo(args) => demo(&args),
         SwarmdCommand::Replay(args) => replay(&args),
         SwarmdCommand::Cleanup(args) => cleanup(&args),
         SwarmdCommand::Generate(args) => cli_docs::run(SwarmdCli::command(), args.what),
@@ -201,11 +201,18 @@ async fn bind(config: &Config) -> anyhow::Result<Sockets> {
     })
 }
 
-/// Until the swarm demo lands, the demo starts identityd and one agent on loopback with
-/// temporary state, in the foreground, and says so.
-fn demo() -> ExitCode {
-    match demo_until_signal() {
-        Ok(()) => ExitCode::SUCCESS,
+/// `swarmd demo`: exit 0 when the swarm settled as it should, 1 otherwise.
+fn demo(args: &DemoArgs) -> ExitCode {
+    let options = swarmguard_agent::demo::DemoOptions {
+        agents: usize::from(args.agents),
+        keep_running: args.keep_running,
+        json: args.json,
+    };
+    match demo_until_signal(options) {
+        Ok(Some(summary)) if summary.settled => ExitCode::SUCCESS,
+        Ok(Some(_)) => ExitCode::FAILURE,
+        // Ctrl-C: the processes and the temporary folder are gone.
+        Ok(None) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("swarmd demo: {err:#}");
             ExitCode::FAILURE
@@ -214,41 +221,29 @@ fn demo() -> ExitCode {
 }
 
 #[tokio::main]
-async fn demo_until_signal() -> anyhow::Result<()> {
-    let dir = tempfile::Builder::new()
-        .prefix("swarmguard-demo-")
-        .tempdir()?;
-    let identityd = std::env::current_exe()?.with_file_name("identityd");
-    let identity_listen = "127.0.0.1:8480";
-    let mut child = tokio::process::Command::new(&identityd)
-        .args(["serve", "--listen", identity_listen, "--state-dir"])
-        .arg(dir.path().join("identity"))
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("cannot start {}", identityd.display()))?;
-    let config = Config {
-        state_dir: dir.path().join("agent"),
-        socket: dir.path().join("agent.sock"),
-        metrics_listen: "127.0.0.1:9480".parse()?,
-        gossip_listen: "127.0.0.1:7300".parse()?,
-        rule_paths: vec![],
-        scenario_paths: vec![],
-        // The demo shows what would be blocked; it does not touch this host's firewall.
-        enforce: swarmguard_agent::enforce::EnforceConfig {
-            backend: BackendKind::DryRun,
-            ..Default::default()
-        },
-        ..Config::default()
+async fn demo_until_signal(
+    options: swarmguard_agent::demo::DemoOptions,
+) -> anyhow::Result<Option<swarmguard_agent::demo::Summary>> {
+    let (json, keep_running) = (options.json, options.keep_running);
+    // Ctrl-C drops the demo's future: its processes are killed on drop and its temporary
+    // folder removed.
+    let summary = tokio::select! {
+        summary = swarmguard_agent::demo::run(options) => summary?,
+        () = edge::shutdown_signal() => return Ok(None),
     };
-    edge::init_logging(&config.log);
-    eprintln!("The multi-agent swarm demo is not built yet; running identityd and one agent:");
-    eprintln!("  identityd  http://{identity_listen}/healthz");
-    eprintln!("  swarmd     http://{}/metrics", config.metrics_listen);
-    eprintln!("  swarmctl   --socket {}", config.socket.display());
-    eprintln!("  state in   {}  (removed on Ctrl-C)", dir.path().display());
-    let sockets = bind(&config).await?;
-    let result = daemon::run(config, sockets, edge::shutdown_signal()).await;
-    child.kill().await.ok();
-    result?;
-    Ok(())
+    if !keep_running {
+        if json {
+            println!("{}", serde_json::to_string(&summary)?);
+        } else {
+            println!("\n{}", summary.table());
+            println!(
+                "quorum {}; attackers blocked everywhere: {}; single reports: {}; impostor refused: {}",
+                summary.quorum,
+                summary.attackers.join(", "),
+                summary.single_reports.join(", "),
+                summary.impostor_refused
+            );
+        }
+    }
+    Ok(Some(summary))
 }

@@ -3,5 +3,6 @@
 mod blocking;
 mod cli;
 mod daemons;
+mod demo;
 mod readme;
 mod swarm;
