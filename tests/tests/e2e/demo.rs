@@ -50,3 +50,58 @@ fn the_demo_blocks_the_scanner_everywhere_and_refuses_the_impostor() {
         assert!(!socket.parent().unwrap().exists(), "{agent}");
     }
 }
+
+/// `--keep-running --json`: the summary comes once the swarm has settled, the agents stay
+/// up for `swarmctl --socket`, and Ctrl-C (SIGINT) stops every process and removes the
+/// temporary folder.
+#[test]
+fn keep_running_serves_swarmctl_until_ctrl_c_then_cleans_up() {
+    use std::io::BufRead;
+    let mut demo = command("swarmd")
+        .args(["demo", "--json", "--keep-running", "--agents", "3"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(demo.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let summary: Value = serde_json::from_str(line.trim()).expect("the summary line");
+    assert_eq!(summary["settled"], true, "{summary}");
+    let socket = summary["agents"][2]["socket"].as_str().unwrap().to_owned();
+    let folder = std::path::Path::new(&socket)
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_owned();
+
+    let out = command("swarmctl")
+        .args(["--socket", &socket, "--json", "decisions", "list"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let decisions: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let subjects: Vec<&str> = decisions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["subject"].as_str().unwrap())
+        .collect();
+    assert!(subjects.contains(&"203.0.113.66"), "{decisions}");
+
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &demo.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(demo.wait().unwrap().success());
+    assert!(!folder.exists(), "{} is left behind", folder.display());
+    // Nobody answers on the agent's socket any more.
+    let out = command("swarmctl")
+        .args(["--socket", &socket, "status"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
