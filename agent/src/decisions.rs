@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::api::Metrics;
@@ -142,15 +142,8 @@ struct StageMetrics {
 
 impl StageMetrics {
     fn new(metrics: &Metrics) -> StageMetrics {
-        let vec = |name: &str, help: &str, label: &str| {
-            metrics.register(
-                IntCounterVec::new(Opts::new(name, help), &[label])
-                    .expect("static metric definition"),
-            )
-        };
-        let counter = |name: &str, help: &str| {
-            metrics.register(IntCounter::new(name, help).expect("static metric definition"))
-        };
+        let vec = |name: &str, help: &str, label: &str| metrics.counter_vec(name, help, &[label]);
+        let counter = |name: &str, help: &str| metrics.counter(name, help);
         let made = vec(
             "swarmguard_decisions_total",
             "Decisions made or renewed, by origin.",
@@ -164,15 +157,10 @@ impl StageMetrics {
         for refusal in Refusal::ALL {
             refused.with_label_values(&[refusal.as_str()]);
         }
-        let active = metrics.register(
-            IntGaugeVec::new(
-                Opts::new(
-                    "swarmguard_decisions_active",
-                    "Decisions in force, by origin.",
-                ),
-                &["origin"],
-            )
-            .expect("static metric definition"),
+        let active = metrics.gauge_vec(
+            "swarmguard_decisions_active",
+            "Decisions in force, by origin.",
+            &["origin"],
         );
         for origin in ["local", "quorum", "operator"] {
             made.with_label_values(&[origin]);
@@ -199,12 +187,9 @@ impl StageMetrics {
                 "swarmguard_signals_received_total",
                 "Signals from the swarm handed to the decision stage.",
             ),
-            quorum_subjects: metrics.register(
-                IntGauge::new(
-                    "swarmguard_quorum_subjects",
-                    "Subjects with swarm votes within the quorum window.",
-                )
-                .expect("static metric definition"),
+            quorum_subjects: metrics.gauge(
+                "swarmguard_quorum_subjects",
+                "Subjects with swarm votes within the quorum window.",
             ),
         }
     }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts};
+use prometheus::{IntCounter, IntCounterVec, IntGauge};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -121,26 +121,6 @@ struct Counters {
     buckets: IntGauge,
 }
 
-fn counter(metrics: &Metrics, name: &str, help: &str) -> IntCounter {
-    let counter = IntCounter::new(name, help).expect("static metric definition is valid");
-    // Registering twice (a second daemon in one test process) keeps the first.
-    let _ = metrics.registry().register(Box::new(counter.clone()));
-    counter
-}
-
-fn counter_vec(metrics: &Metrics, name: &str, help: &str, label: &str) -> IntCounterVec {
-    let counter = IntCounterVec::new(Opts::new(name, help), &[label])
-        .expect("static metric definition is valid");
-    let _ = metrics.registry().register(Box::new(counter.clone()));
-    counter
-}
-
-fn gauge(metrics: &Metrics, name: &str, help: &str) -> IntGauge {
-    let gauge = IntGauge::new(name, help).expect("static metric definition is valid");
-    let _ = metrics.registry().register(Box::new(gauge.clone()));
-    gauge
-}
-
 /// Loads the scenarios, starts following their sources and eve.json, and sends every
 /// alert to `alerts`. Scenario files that do not load are logged and skipped.
 pub fn start(
@@ -168,48 +148,34 @@ pub fn start(
         ..LogSensorOptions::default()
     };
     let counters = Counters {
-        lines: counter(
-            metrics,
+        lines: metrics.counter(
             "swarmguard_log_lines_total",
             "Log lines read for scenarios.",
         ),
-        truncated: counter(
-            metrics,
+        truncated: metrics.counter(
             "swarmguard_log_lines_truncated_total",
             "Log lines longer than logs.max_line, cut.",
         ),
-        rotations: counter(
-            metrics,
+        rotations: metrics.counter(
             "swarmguard_log_rotations_total",
             "Log file rotations (rename or truncation) followed.",
         ),
-        matches: counter(
-            metrics,
+        matches: metrics.counter(
             "swarmguard_scenario_matches_total",
             "Log lines counted as attempts by a scenario.",
         ),
-        overflows: counter_vec(
-            metrics,
+        overflows: metrics.counter_vec(
             "swarmguard_scenario_overflows_total",
             "Scenario bucket overflows (alerts).",
-            "scenario",
+            &["scenario"],
         ),
-        dropped: counter_vec(
-            metrics,
+        dropped: metrics.counter_vec(
             "swarmguard_scenario_dropped_total",
             "Scenario events not poured, by reason.",
-            "reason",
+            &["reason"],
         ),
-        sessions: gauge(
-            metrics,
-            "swarmguard_scenario_sessions",
-            "Open scenario sessions.",
-        ),
-        buckets: gauge(
-            metrics,
-            "swarmguard_scenario_buckets",
-            "Scenario buckets in use.",
-        ),
+        sessions: metrics.gauge("swarmguard_scenario_sessions", "Open scenario sessions."),
+        buckets: metrics.gauge("swarmguard_scenario_buckets", "Scenario buckets in use."),
     };
 
     let detection_stop = stop.clone();
@@ -321,11 +287,10 @@ pub fn start(
             .map(|p| p.to_string_lossy().into_owned())
             .collect();
         let sensor = eve::spawn(paths, options, alerts)?;
-        let records = counter_vec(
-            metrics,
+        let records = metrics.counter_vec(
             "swarmguard_eve_records_total",
             "Suricata eve.json records read, by kind (alert, other, malformed).",
-            "kind",
+            &["kind"],
         );
         let eve_counters = sensor.counters().clone();
         let mut stop = detection_stop;

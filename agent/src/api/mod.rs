@@ -19,7 +19,9 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus::core::Collector;
-use prometheus::{Encoder, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 use tokio::net::TcpListener;
 
 /// The agent's metrics registry. Stages register their own metrics in it.
@@ -58,6 +60,31 @@ impl Metrics {
             tracing::debug!(%err, "metric not registered");
         }
         collector
+    }
+
+    /// A registered counter. Metric names and help are static: a bad one is a programming
+    /// error, caught by the first test that starts the stage.
+    pub fn counter(&self, name: &str, help: &str) -> IntCounter {
+        self.register(IntCounter::new(name, help).expect("static metric definition"))
+    }
+
+    /// A registered counter with labels.
+    pub fn counter_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+        self.register(
+            IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition"),
+        )
+    }
+
+    /// A registered gauge.
+    pub fn gauge(&self, name: &str, help: &str) -> IntGauge {
+        self.register(IntGauge::new(name, help).expect("static metric definition"))
+    }
+
+    /// A registered gauge with labels.
+    pub fn gauge_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+        self.register(
+            IntGaugeVec::new(Opts::new(name, help), labels).expect("static metric definition"),
+        )
     }
 
     /// The Prometheus text exposition of every registered metric.

@@ -2,7 +2,7 @@
 //! `swarmguard_flow_*`): registered once in the agent's [`Metrics`], updated from an
 //! [`EngineStats`] snapshot by whoever owns the engine (the capture thread).
 
-use prometheus::{IntCounter, IntGauge, Opts};
+use prometheus::{IntCounter, IntGauge};
 
 use super::engine::EngineStats;
 use crate::api::Metrics;
@@ -24,72 +24,49 @@ pub struct EngineMetrics {
     last: EngineStats,
 }
 
-fn counter(metrics: &Metrics, name: &str, help: &str) -> IntCounter {
-    let counter = IntCounter::with_opts(Opts::new(name, help)).expect("static metric definition");
-    metrics
-        .registry()
-        .register(Box::new(counter.clone()))
-        .expect("engine metrics are registered once per registry");
-    counter
-}
-
 impl EngineMetrics {
     /// Registers the engine's metrics; call once per registry.
     pub fn register(metrics: &Metrics) -> EngineMetrics {
-        let flows_active = IntGauge::with_opts(Opts::new(
+        let flows_active = metrics.gauge(
             "swarmguard_flows_active",
             "Flows in the packet engine's flow table.",
-        ))
-        .expect("static metric definition");
-        metrics
-            .registry()
-            .register(Box::new(flows_active.clone()))
-            .expect("engine metrics are registered once per registry");
+        );
         EngineMetrics {
-            packets: counter(
-                metrics,
+            packets: metrics.counter(
                 "swarmguard_packets_total",
                 "Frames given to the packet engine.",
             ),
-            malformed: counter(
-                metrics,
+            malformed: metrics.counter(
                 "swarmguard_packets_malformed_total",
                 "Frames dropped as truncated or inconsistent.",
             ),
-            not_ip: counter(
-                metrics,
+            not_ip: metrics.counter(
                 "swarmguard_packets_not_ip_total",
                 "Frames that were not IP.",
             ),
-            unknown_linktype: counter(
-                metrics,
+            unknown_linktype: metrics.counter(
                 "swarmguard_packets_unknown_linktype_total",
                 "Frames of a link type the engine does not decode.",
             ),
-            bad_checksum: counter(
-                metrics,
+            bad_checksum: metrics.counter(
                 "swarmguard_packets_bad_checksum_total",
                 "Packets with a bad checksum while validation was on; they match no rule.",
             ),
-            alerts: counter(
-                metrics,
+            alerts: metrics.counter(
                 "swarmguard_packet_alerts_total",
                 "Alerts raised by packet rules.",
             ),
-            flows_created: counter(metrics, "swarmguard_flows_created_total", "Flows created."),
-            flows_timed_out: counter(
-                metrics,
+            flows_created: metrics.counter("swarmguard_flows_created_total", "Flows created."),
+            flows_timed_out: metrics.counter(
                 "swarmguard_flows_timed_out_total",
                 "Flows removed after their idle timeout.",
             ),
-            flows_evicted: counter(
-                metrics,
+            flows_evicted: metrics.counter(
                 "swarmguard_flows_evicted_total",
                 "Flows dropped to make room while the flow table was full.",
             ),
             flows_active,
-            threshold_overflows: counter(
-                metrics,
+            threshold_overflows: metrics.counter(
                 "swarmguard_threshold_overflows_total",
                 "Threshold matches not tracked because the threshold table was full.",
             ),

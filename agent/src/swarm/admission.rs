@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts};
+use prometheus::{IntCounter, IntCounterVec, IntGauge};
 use swarmguard_identity::did::Did;
 use swarmguard_identity::membership::{
     Member, MembershipError, MembershipVerifier, StatusListCache,
@@ -149,22 +149,15 @@ struct AdmissionMetrics {
 
 impl AdmissionMetrics {
     fn new(metrics: &Metrics) -> AdmissionMetrics {
-        let rejected = metrics.register(
-            IntCounterVec::new(
-                Opts::new(
-                    "swarmguard_swarm_admission_rejected_total",
-                    "Peers turned away at admission, by reason.",
-                ),
-                &["reason"],
-            )
-            .expect("static metric definition is valid"),
+        let rejected = metrics.counter_vec(
+            "swarmguard_swarm_admission_rejected_total",
+            "Peers turned away at admission, by reason.",
+            &["reason"],
         );
         for reason in Rejection::ALL {
             rejected.with_label_values(&[reason.as_str()]);
         }
-        let counter = |name: &str, help: &str| {
-            metrics.register(IntCounter::new(name, help).expect("static metric definition"))
-        };
+        let counter = |name: &str, help: &str| metrics.counter(name, help);
         AdmissionMetrics {
             rejected,
             admitted: counter(
@@ -175,12 +168,9 @@ impl AdmissionMetrics {
                 "swarmguard_swarm_expelled_total",
                 "Members expelled because a refresh found their credential revoked or expired.",
             ),
-            list_age: metrics.register(
-                IntGauge::new(
-                    "swarmguard_swarm_status_list_age_seconds",
-                    "Age of the oldest cached status list (how stale revocation data is).",
-                )
-                .expect("static metric definition"),
+            list_age: metrics.gauge(
+                "swarmguard_swarm_status_list_age_seconds",
+                "Age of the oldest cached status list (how stale revocation data is).",
             ),
             fetch_failures: counter(
                 "swarmguard_swarm_status_list_fetch_failures_total",

@@ -21,7 +21,7 @@ use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::{Name, RData, RecordType};
-use prometheus::{IntCounterVec, IntGauge, Opts};
+use prometheus::{IntCounterVec, IntGauge};
 use tokio::sync::watch;
 
 use crate::api::Metrics;
@@ -82,22 +82,14 @@ pub struct DiscoveryMetrics {
 impl DiscoveryMetrics {
     pub fn new(metrics: &Metrics) -> DiscoveryMetrics {
         DiscoveryMetrics {
-            lookups: metrics.register(
-                IntCounterVec::new(
-                    Opts::new(
-                        "swarmguard_discovery_lookups_total",
-                        "SRV lookups for seed discovery, by result.",
-                    ),
-                    &["result"],
-                )
-                .expect("static metric definition is valid"),
+            lookups: metrics.counter_vec(
+                "swarmguard_discovery_lookups_total",
+                "SRV lookups for seed discovery, by result.",
+                &["result"],
             ),
-            seeds: metrics.register(
-                IntGauge::new(
-                    "swarmguard_discovery_seeds",
-                    "Seeds in the list the last successful discovery produced.",
-                )
-                .expect("static metric definition is valid"),
+            seeds: metrics.gauge(
+                "swarmguard_discovery_seeds",
+                "Seeds in the list the last successful discovery produced.",
             ),
         }
     }

@@ -247,10 +247,7 @@ pub fn start_with(
         view_tx,
         store,
         swarm_metrics,
-        connections: metrics.register(
-            IntGauge::new("swarmguard_swarm_connections", "Admitted QUIC connections.")
-                .expect("static metric definition"),
-        ),
+        connections: metrics.gauge("swarmguard_swarm_connections", "Admitted QUIC connections."),
         days_left: metrics.register(
             Gauge::new(
                 "swarmguard_swarm_credential_days_left",

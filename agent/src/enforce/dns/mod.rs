@@ -29,7 +29,7 @@ use hickory_server::Server;
 use hickory_server::proto::rr::{LowerName, Name};
 use hickory_server::store::forwarder::{ForwardConfig, ForwardZoneHandler};
 use hickory_server::zone_handler::Catalog;
-use prometheus::{IntCounterVec, IntGaugeVec, Opts};
+use prometheus::{IntCounterVec, IntGaugeVec};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{Semaphore, mpsc, watch};
 
@@ -146,12 +146,8 @@ pub struct DnsMetrics {
 
 impl DnsMetrics {
     pub fn new(metrics: &Metrics) -> DnsMetrics {
-        let counter = |name: &str, help: &str, label: &str| {
-            metrics.register(
-                IntCounterVec::new(Opts::new(name, help), &[label])
-                    .expect("static metric definition is valid"),
-            )
-        };
+        let counter =
+            |name: &str, help: &str, label: &str| metrics.counter_vec(name, help, &[label]);
         DnsMetrics {
             queries: counter(
                 "swarmguard_dns_queries_total",
@@ -168,15 +164,10 @@ impl DnsMetrics {
                 "Alerts for sinkhole hits, by outcome.",
                 "outcome",
             ),
-            domains: metrics.register(
-                IntGaugeVec::new(
-                    Opts::new(
-                        "swarmguard_dns_sinkhole_domains",
-                        "Domains the sinkhole answers for, by source.",
-                    ),
-                    &["source"],
-                )
-                .expect("static metric definition is valid"),
+            domains: metrics.gauge_vec(
+                "swarmguard_dns_sinkhole_domains",
+                "Domains the sinkhole answers for, by source.",
+                &["source"],
             ),
             dropped: counter(
                 "swarmguard_dns_sinkhole_dropped_total",
