@@ -245,6 +245,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<Summary> {
         alerts: BTreeMap::new(),
         decisions: BTreeMap::new(),
         signals: BTreeMap::new(),
+        refusals: BTreeMap::new(),
     };
     let mut impostor_refused = false;
     let deadline = Instant::now() + SETTLE_TIMEOUT;
@@ -257,7 +258,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<Summary> {
                 ));
             }
         }
-        if !impostor_refused && refusals(&agents) > 0 {
+        if !impostor_refused && watch.refusals.values().sum::<u64>() > 0 {
             impostor_refused = true;
             say(format!(
                 "[{:>6.2}s] impostor   refused by the swarm (credential names another key)",
@@ -480,24 +481,17 @@ fn members_alive(socket: &Path) -> Option<usize> {
         .map(|n| n as usize)
 }
 
-/// The total of one metric over its labels, from the admin API.
-fn metric_total(socket: &Path, name: &str) -> f64 {
-    get(socket, "/v1/metrics")
+/// The total of one metric over its labels, in the admin API's `/v1/metrics` answer.
+fn metric_total(metrics: &Value, name: &str) -> u64 {
+    metrics
+        .as_array()
         .and_then(|metrics| {
-            metrics.as_array()?.iter().find_map(|metric| {
-                (metric["name"] == name).then(|| metric["total"].as_f64().unwrap_or(0.0))
-            })
+            metrics
+                .iter()
+                .find(|metric| metric["name"] == name)
+                .and_then(|metric| metric["total"].as_f64())
         })
-        .unwrap_or(0.0)
-}
-
-fn refusals(agents: &[Agent]) -> u64 {
-    agents
-        .iter()
-        .map(|agent| {
-            metric_total(&agent.socket, "swarmguard_swarm_admission_rejected_total") as u64
-        })
-        .sum()
+        .unwrap_or(0.0) as u64
 }
 
 /// What the demo has seen of each agent so far.
@@ -509,6 +503,8 @@ struct Watch {
     /// Per agent: subject -> (origin kind, created).
     decisions: BTreeMap<String, BTreeMap<String, (String, SystemTime)>>,
     signals: BTreeMap<String, u64>,
+    /// Per agent: peers refused at admission.
+    refusals: BTreeMap<String, u64>,
 }
 
 impl Watch {
@@ -535,7 +531,13 @@ impl Watch {
                 seen.push((source, message, time));
             }
         }
-        let signals = metric_total(&agent.socket, "swarmguard_swarm_signals_received_total") as u64;
+        // One metrics read per agent and poll: signals heard, peers refused.
+        let metrics = get(&agent.socket, "/v1/metrics").unwrap_or(Value::Null);
+        let signals = metric_total(&metrics, "swarmguard_swarm_signals_received_total");
+        self.refusals.insert(
+            agent.name.clone(),
+            metric_total(&metrics, "swarmguard_swarm_admission_rejected_total"),
+        );
         let before = self
             .signals
             .insert(agent.name.clone(), signals)
