@@ -538,7 +538,6 @@ async fn discovery_refresh_picks_up_a_changed_zone() {
 #[tokio::test]
 async fn daemon_run_serves_the_sinkhole_and_feeds_it_domain_decisions() {
     use swarmguard_agent::config::Config;
-    use swarmguard_agent::daemon::{self, Sockets};
 
     let upstream = upstream().await;
     let dir = tempfile::tempdir().unwrap();
@@ -558,19 +557,8 @@ async fn daemon_run_serves_the_sinkhole_and_feeds_it_domain_decisions() {
     config.dns.listen = Some(listen);
     config.dns.upstream = vec![upstream.addr];
     config.dns.blocklists = vec![dir.path().to_owned()];
-    let metrics = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let gossip = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let socket = dir.path().join("agent.sock");
-    let admin = Some(tokio::net::UnixListener::bind(&socket).unwrap());
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let sockets = Sockets {
-        metrics,
-        gossip,
-        admin,
-    };
-    let agent = tokio::spawn(daemon::run(config, sockets, async {
-        let _ = stop_rx.await;
-    }));
+    let agent = crate::running::Running::start(config, Some(&socket)).await;
 
     // The agent binds while starting; wait until it answers over TCP.
     let mut tries = 0;
@@ -603,8 +591,7 @@ async fn daemon_run_serves_the_sinkhole_and_feeds_it_domain_decisions() {
     let answer = query(listen, "www.example.", RecordType::A).await;
     assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
 
-    stop_tx.send(()).unwrap();
-    agent.await.unwrap().unwrap();
+    agent.stop().await;
 }
 
 #[test]

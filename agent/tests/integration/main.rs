@@ -15,13 +15,14 @@ mod logs_conformance;
 mod netlab;
 mod packets;
 mod replay_cli;
+mod running;
 mod scenarios_cli;
 mod store;
 
 use swarmguard_agent::config::Config;
-use swarmguard_agent::daemon::{self, Sockets};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::TcpStream;
+
+use crate::running::Running;
 
 #[tokio::test]
 async fn run_serves_metrics_until_shutdown() {
@@ -30,46 +31,14 @@ async fn run_serves_metrics_until_shutdown() {
         state_dir: state.path().to_owned(),
         ..Config::default()
     };
-    let metrics = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let metrics_addr = metrics.local_addr().unwrap();
-    let gossip = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let agent = tokio::spawn(daemon::run(
-        config,
-        Sockets {
-            metrics,
-            gossip,
-            admin: None,
-        },
-        async {
-            let _ = stop_rx.await;
-        },
-    ));
-
-    let mut stream = TcpStream::connect(metrics_addr).await.unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .await
-        .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
+    let agent = Running::start(config, None).await;
+    let metrics_addr = agent.metrics;
+    let response = agent.metrics_text().await;
     assert!(response.contains("swarmguard_build_info"), "{response}");
 
-    stop_tx.send(()).unwrap();
-    agent.await.unwrap().unwrap();
+    agent.stop().await;
     // Stopped means the port is released.
     assert!(TcpStream::connect(metrics_addr).await.is_err());
-}
-
-async fn metrics_text(addr: std::net::SocketAddr) -> String {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .await
-        .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    response
 }
 
 #[tokio::test]
@@ -96,23 +65,9 @@ async fn run_detects_log_scenarios_and_eve_alerts() {
     };
     config.logs.poll_interval = std::time::Duration::from_millis(20);
     config.logs.eve = vec![eve.clone()];
-    let metrics = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let metrics_addr = metrics.local_addr().unwrap();
-    let gossip = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let agent = tokio::spawn(daemon::run(
-        config,
-        Sockets {
-            metrics,
-            gossip,
-            admin: None,
-        },
-        async {
-            let _ = stop_rx.await;
-        },
-    ));
+    let agent = Running::start(config, None).await;
     // Wait until the agent follows the files: its metrics endpoint answers after start.
-    let _ = metrics_text(metrics_addr).await;
+    let _ = agent.metrics_text().await;
 
     let mut file = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
     for user in ["root", "admin", "guest"] {
@@ -135,7 +90,7 @@ async fn run_detects_log_scenarios_and_eve_alerts() {
     let expected_eve = "swarmguard_eve_records_total{kind=\"alert\"} 1";
     let mut text = String::new();
     for _ in 0..600 {
-        text = metrics_text(metrics_addr).await;
+        text = agent.metrics_text().await;
         if text.contains(expected) && text.contains(expected_eve) {
             break;
         }
@@ -148,8 +103,7 @@ async fn run_detects_log_scenarios_and_eve_alerts() {
     );
     assert!(text.contains(expected_eve), "{text}");
 
-    stop_tx.send(()).unwrap();
-    agent.await.unwrap().unwrap();
+    agent.stop().await;
 }
 mod swarm_core;
 mod swarm_quic;

@@ -7,21 +7,10 @@ use swarmguard_agent::config::Config;
 use swarmguard_agent::daemon::{self, Sockets};
 use swarmguard_agent::detect::ChecksumMode;
 use swarmguard_agent::sensor::capture::CaptureConfig;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, UdpSocket};
 
 use crate::netlab::{A4, Lab};
-
-async fn metrics_text(addr: std::net::SocketAddr) -> String {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .await
-        .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    response
-}
+use crate::running::{Running, metrics_text};
 
 fn metric(text: &str, name: &str) -> u64 {
     text.lines()
@@ -116,22 +105,11 @@ async fn run_reads_configured_capture_files_through_the_rules() {
         ..Config::default()
     };
     config.rule_vars.set_address("HOME_NET", "[192.0.2.0/24]");
-    let metrics = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = metrics.local_addr().unwrap();
-    let gossip = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let sockets = Sockets {
-        metrics,
-        gossip,
-        admin: None,
-    };
-    let agent = tokio::spawn(daemon::run(config, sockets, async {
-        let _ = stop_rx.await;
-    }));
+    let agent = Running::start(config, None).await;
     let mut text = String::new();
     // Bounded: ~30 s; the capture spans 2.4 s.
     for _ in 0..300 {
-        text = metrics_text(addr).await;
+        text = agent.metrics_text().await;
         if metric(&text, "swarmguard_alerts_total{rule=\"1:9000003\"}") == 1 {
             break;
         }
@@ -147,6 +125,5 @@ async fn run_reads_configured_capture_files_through_the_rules() {
         1,
         "{text}"
     );
-    stop_tx.send(()).unwrap();
-    agent.await.unwrap().unwrap();
+    agent.stop().await;
 }
