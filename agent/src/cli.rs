@@ -186,13 +186,23 @@ pub enum DecisionsCommand {
     /// The decisions in force: subject, action, until, origin, reason.
     List,
     /// Block (or, for a domain, sinkhole) SUBJECT on this host, written to disk and to the
-    /// kernel before the answer.
+    /// kernel before the answer; with --swarm, on every member of the swarm.
     Add(DecisionsAddArgs),
-    /// Lift the decision on SUBJECT (address, CIDR network or domain).
-    Delete {
-        #[arg(value_name = "SUBJECT")]
-        subject: String,
-    },
+    /// Lift the decision on SUBJECT (address, CIDR network or domain); with --swarm, on
+    /// every member of the swarm.
+    Delete(DecisionsDeleteArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DecisionsDeleteArgs {
+    /// An address, a CIDR network or a domain.
+    #[arg(value_name = "SUBJECT")]
+    pub subject: String,
+    /// Also lift it on every member: a lift signed with this agent's key, which must hold
+    /// an operator credential. Whatever the swarm observed about SUBJECT before the lift
+    /// no longer counts.
+    #[arg(long)]
+    pub swarm: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -206,6 +216,11 @@ pub struct DecisionsAddArgs {
     /// Why, for whoever reads `decisions list` later.
     #[arg(long, value_name = "TEXT")]
     pub reason: Option<String>,
+    /// Make it a swarm-wide decision: signed with this agent's key and gossiped, and
+    /// enforced by every member as an operator decision. The agent's membership
+    /// credential must grant the operator role; at most 24h (the longest a signal lives).
+    #[arg(long)]
+    pub swarm: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::api::Metrics;
 use crate::api::alerts::{AlertLog, AlertRecord};
+use crate::decide::policy::{OPERATOR_BLOCK, OPERATOR_LIFT};
 use crate::decide::{
     Decision, OperatorDecision, Origin, Outcome, Policy, PolicyConfig, Proposal, Refusal,
 };
@@ -25,7 +26,7 @@ use crate::enforce::dns::SinkholeHandle;
 use crate::enforce::{Backend, Change};
 use crate::store::{Durability, Store, StoreError, StoredSignal};
 use crate::subject::Subject;
-use crate::swarm::{Event, Reason, Signal, SignalBody, SwarmLink, SwarmView};
+use crate::swarm::{Event, PeerId, Reason, Signal, SignalBody, SwarmLink, SwarmView};
 
 /// Alerts and events handled before one batch goes to the kernel: enough to make a flood
 /// cheap (one `nft` run per batch), small enough to keep latency low.
@@ -40,14 +41,18 @@ const MAX_SIGNAL_TTL: Duration = Duration::from_secs(24 * 3600);
 /// What an operator asks of the stage; each carries where to send the answer.
 #[derive(Debug)]
 pub enum Command {
-    /// `swarmctl decisions add`.
+    /// `swarmctl decisions add [--swarm]`.
     Add {
         decision: OperatorDecision,
+        /// Also sign it and tell the swarm (needs an operator credential).
+        swarm: bool,
         reply: oneshot::Sender<Result<Decision, CommandError>>,
     },
-    /// `swarmctl decisions delete`: the removed decision, if there was one.
+    /// `swarmctl decisions delete [--swarm]`: the removed decision, if there was one.
     Delete {
         subject: Subject,
+        /// Also lift it swarm-wide (needs an operator credential).
+        swarm: bool,
         reply: oneshot::Sender<Result<Option<Decision>, CommandError>>,
     },
 }
@@ -64,6 +69,15 @@ pub enum CommandError {
     /// The decision is stored but the kernel was not changed.
     #[error("stored, but the enforcement backend failed: {0}")]
     Enforce(String),
+    /// A swarm-wide command from an agent that may not give one.
+    #[error("{0}")]
+    Forbidden(String),
+    /// A request the swarm cannot carry (a swarm-wide decision longer than a signal lives).
+    #[error("{0}")]
+    Invalid(String),
+    /// Done on this host, but the swarm was not told.
+    #[error("{0}")]
+    Unpublished(String),
     /// The stage has stopped.
     #[error("the agent is shutting down")]
     Stopped,
@@ -100,19 +114,35 @@ pub struct StageHandle {
 }
 
 impl StageHandle {
-    pub async fn add(&self, decision: OperatorDecision) -> Result<Decision, CommandError> {
+    pub async fn add(
+        &self,
+        decision: OperatorDecision,
+        swarm: bool,
+    ) -> Result<Decision, CommandError> {
         let (reply, answer) = oneshot::channel();
         self.commands
-            .send(Command::Add { decision, reply })
+            .send(Command::Add {
+                decision,
+                swarm,
+                reply,
+            })
             .await
             .map_err(|_| CommandError::Stopped)?;
         answer.await.map_err(|_| CommandError::Stopped)?
     }
 
-    pub async fn delete(&self, subject: Subject) -> Result<Option<Decision>, CommandError> {
+    pub async fn delete(
+        &self,
+        subject: Subject,
+        swarm: bool,
+    ) -> Result<Option<Decision>, CommandError> {
         let (reply, answer) = oneshot::channel();
         self.commands
-            .send(Command::Delete { subject, reply })
+            .send(Command::Delete {
+                subject,
+                swarm,
+                reply,
+            })
             .await
             .map_err(|_| CommandError::Stopped)?;
         answer.await.map_err(|_| CommandError::Stopped)?
@@ -138,6 +168,8 @@ struct StageMetrics {
     received: IntCounter,
     /// `swarmguard_quorum_subjects`: subjects with votes in the window.
     quorum_subjects: IntGauge,
+    /// `swarmguard_operator_lifts`: subjects whose swarm-wide lift is remembered.
+    lifts: IntGauge,
 }
 
 impl StageMetrics {
@@ -191,6 +223,11 @@ impl StageMetrics {
                 "swarmguard_quorum_subjects",
                 "Subjects with swarm votes within the quorum window.",
             ),
+            lifts: metrics.gauge(
+                "swarmguard_operator_lifts",
+                "Subjects an operator lifted swarm-wide, remembered so that older signals \
+                 about them do not count.",
+            ),
         }
     }
 }
@@ -220,6 +257,9 @@ pub struct Stage {
     status: watch::Sender<StageStatus>,
     /// The DNS sinkhole, when `dns.listen` runs one: it answers for domain decisions.
     sinkhole: Option<SinkholeHandle>,
+    /// This agent in the swarm, and the role its credential grants (from the node's view).
+    me: Option<PeerId>,
+    role: Option<String>,
 }
 
 impl Stage {
@@ -251,6 +291,8 @@ impl Stage {
             metrics: StageMetrics::new(metrics),
             status,
             sinkhole: None,
+            me: None,
+            role: None,
         };
         let handle = StageHandle {
             commands: commands_tx,
@@ -395,7 +437,7 @@ impl Stage {
                 self.refused(&subject, refusal, &alert.rule.id());
                 format!("refused: {}", refusal.as_str())
             }
-            Outcome::Nothing => "none".to_owned(),
+            Outcome::Nothing | Outcome::Lift { .. } => "none".to_owned(),
         };
         self.alert_log.push(AlertRecord::new(&alert, outcome));
     }
@@ -422,6 +464,21 @@ impl Stage {
                     Outcome::Refused { subject, refusal } => {
                         self.refused(&subject, refusal, &signal.origin().to_did());
                     }
+                    Outcome::Lift { subject, operator } => {
+                        self.metrics.lifts.set(self.policy.lifts() as i64);
+                        match self.store.remove_decision(&subject, Durability::Lazy) {
+                            Ok(Some(removed)) => {
+                                tracing::warn!(subject = %subject, %operator, origin = %removed.origin, "decision lifted swarm-wide by an operator");
+                                if Change::for_decision(&removed).is_some() {
+                                    changes.push(Change::Unblock { subject });
+                                }
+                            }
+                            Ok(None) => {
+                                tracing::info!(subject = %subject, %operator, "an operator lifted a subject this agent had not decided on")
+                            }
+                            Err(err) => tracing::error!(error = %err, "cannot remove a decision"),
+                        }
+                    }
                     Outcome::Nothing => {}
                 }
             }
@@ -437,64 +494,166 @@ impl Stage {
     }
 
     async fn on_command(&mut self, command: Command) {
-        let now = SystemTime::now();
         match command {
-            Command::Add { decision, reply } => {
-                let mut changes = Vec::new();
-                let result = match self.policy.on_operator(decision) {
-                    Outcome::Propose(proposal) => {
-                        match self.enact(now, &proposal, Durability::Flushed, &mut changes) {
-                            // An operator's decision replaces whatever was there.
-                            Ok(Some(decision)) => Ok(decision),
-                            Ok(None) => self
-                                .store
-                                .decision(&proposal.subject)
-                                .map_err(CommandError::from)
-                                .and_then(|d| {
-                                    d.ok_or(CommandError::Enforce("decision vanished".into()))
-                                }),
-                            Err(err) => Err(err.into()),
-                        }
-                    }
-                    Outcome::Refused { subject, refusal } => {
-                        self.refused(&subject, refusal, "operator");
-                        Err(CommandError::Refused { subject, refusal })
-                    }
-                    Outcome::Nothing => Err(CommandError::Enforce("nothing to do".into())),
-                };
-                let result = match result {
-                    Ok(decision) => match self.apply(changes).await {
-                        Ok(()) => {
-                            tracing::warn!(subject = %decision.subject, reason = %decision.reason, "operator decision added");
-                            Ok(decision)
-                        }
-                        Err(err) => Err(CommandError::Enforce(err)),
-                    },
-                    Err(err) => Err(err),
-                };
-                self.update_active(now);
+            Command::Add {
+                decision,
+                swarm,
+                reply,
+            } => {
+                let result = self.add(decision, swarm).await;
+                self.update_active(SystemTime::now());
                 let _ = reply.send(result);
             }
-            Command::Delete { subject, reply } => {
-                let result = match self.store.remove_decision(&subject, Durability::Flushed) {
-                    Ok(Some(removed)) => {
-                        let changes: Vec<Change> = Change::for_decision(&removed)
-                            .map(|_| Change::Unblock {
-                                subject: subject.clone(),
-                            })
-                            .into_iter()
-                            .collect();
-                        tracing::warn!(subject = %subject, "decision deleted by an operator");
-                        match self.apply(changes).await {
-                            Ok(()) => Ok(Some(removed)),
-                            Err(err) => Err(CommandError::Enforce(err)),
-                        }
-                    }
-                    Ok(None) => Ok(None),
-                    Err(err) => Err(err.into()),
-                };
-                self.update_active(now);
+            Command::Delete {
+                subject,
+                swarm,
+                reply,
+            } => {
+                let result = self.delete(subject, swarm).await;
+                self.update_active(SystemTime::now());
                 let _ = reply.send(result);
+            }
+        }
+    }
+
+    /// `swarmctl decisions add`: stored (flushed) and in the kernel before the answer;
+    /// with `swarm`, then signed and handed to the swarm as this operator's decision.
+    async fn add(
+        &mut self,
+        mut decision: OperatorDecision,
+        swarm: bool,
+    ) -> Result<Decision, CommandError> {
+        let now = SystemTime::now();
+        if swarm {
+            decision.operator = self.operator_did()?;
+            if decision.duration > MAX_SIGNAL_TTL {
+                return Err(CommandError::Invalid(format!(
+                    "a swarm-wide decision lasts at most {} (the longest a signal lives); \
+                     add a local one, or add it again before it lapses",
+                    humantime::format_duration(MAX_SIGNAL_TTL)
+                )));
+            }
+        }
+        let mut changes = Vec::new();
+        let proposal = match self.policy.on_operator(decision) {
+            Outcome::Propose(proposal) => proposal,
+            Outcome::Refused { subject, refusal } => {
+                self.refused(&subject, refusal, "operator");
+                return Err(CommandError::Refused { subject, refusal });
+            }
+            Outcome::Nothing | Outcome::Lift { .. } => {
+                return Err(CommandError::Enforce("nothing to do".into()));
+            }
+        };
+        let decision = match self.enact(now, &proposal, Durability::Flushed, &mut changes)? {
+            // An operator's decision replaces whatever was there.
+            Some(decision) => decision,
+            None => self
+                .store
+                .decision(&proposal.subject)?
+                .ok_or(CommandError::Enforce("decision vanished".into()))?,
+        };
+        self.apply(changes).await.map_err(CommandError::Enforce)?;
+        tracing::warn!(subject = %decision.subject, reason = %decision.reason, swarm, "operator decision added");
+        if swarm {
+            // Carried with millisecond precision: the lifetime stays what was asked.
+            let observed_at = crate::swarm::signal::from_millis(
+                crate::swarm::signal::to_millis(now).unwrap_or_default(),
+            )
+            .unwrap_or(now);
+            self.publish_operator(SignalBody {
+                subject: decision.subject.clone(),
+                reason: Reason {
+                    rule: truncate(&decision.reason),
+                    class: OPERATOR_BLOCK.to_owned(),
+                },
+                severity: crate::detect::Severity::High,
+                observed_at,
+                expires_at: observed_at + proposal.duration.unwrap_or(MAX_SIGNAL_TTL),
+            })?;
+        }
+        Ok(decision)
+    }
+
+    /// `swarmctl decisions delete`: removed from disk and kernel; with `swarm`, then a
+    /// signed lift is handed to the swarm (even when this host had no decision on it).
+    async fn delete(
+        &mut self,
+        subject: Subject,
+        swarm: bool,
+    ) -> Result<Option<Decision>, CommandError> {
+        let operator = if swarm {
+            Some(self.operator_did()?)
+        } else {
+            None
+        };
+        let removed = self.store.remove_decision(&subject, Durability::Flushed)?;
+        if let Some(removed) = &removed {
+            let changes: Vec<Change> = Change::for_decision(removed)
+                .map(|_| Change::Unblock {
+                    subject: subject.clone(),
+                })
+                .into_iter()
+                .collect();
+            tracing::warn!(subject = %subject, swarm, "decision deleted by an operator");
+            self.apply(changes).await.map_err(CommandError::Enforce)?;
+        }
+        if let Some(operator) = operator {
+            let now = SystemTime::now();
+            tracing::warn!(subject = %subject, %operator, "lifting swarm-wide");
+            self.publish_operator(SignalBody {
+                subject,
+                reason: Reason {
+                    rule: "operator".to_owned(),
+                    class: OPERATOR_LIFT.to_owned(),
+                },
+                severity: crate::detect::Severity::Info,
+                observed_at: now,
+                // As long as any decision it lifts may still be gossiped.
+                expires_at: now + MAX_SIGNAL_TTL,
+            })?;
+        }
+        Ok(removed)
+    }
+
+    /// This agent's DID, when its membership credential lets it give swarm-wide orders.
+    fn operator_did(&self) -> Result<String, CommandError> {
+        if self.link.is_none() {
+            return Err(CommandError::Forbidden(
+                "this agent runs standalone (it has no membership credential): \
+                 there is no swarm to tell"
+                    .to_owned(),
+            ));
+        }
+        match (self.me, self.role.as_deref()) {
+            (Some(me), Some("operator")) => Ok(me.to_did()),
+            (_, role) => Err(CommandError::Forbidden(format!(
+                "this agent's membership credential grants the role {}, not operator: \
+                 a swarm-wide decision needs an operator credential \
+                 (swarmctl credential request --role operator)",
+                role.unwrap_or("(unknown)")
+            ))),
+        }
+    }
+
+    /// Hands an operator's signal to the swarm; unlike detections, a full queue is the
+    /// operator's error to see, not only a metric.
+    fn publish_operator(&self, body: SignalBody) -> Result<(), CommandError> {
+        let link = self.link.as_ref().ok_or_else(|| {
+            CommandError::Unpublished("done on this host; there is no swarm".to_owned())
+        })?;
+        match link.publish.try_send(body) {
+            Ok(()) => {
+                self.metrics.published.inc();
+                Ok(())
+            }
+            Err(_) => {
+                self.metrics.publish_dropped.inc();
+                Err(CommandError::Unpublished(
+                    "done on this host, but the swarm's publish queue is full: \
+                     the swarm was not told; try again"
+                        .to_owned(),
+                ))
             }
         }
     }
@@ -620,6 +779,7 @@ impl Stage {
         self.metrics
             .quorum_subjects
             .set(self.policy.tracked_subjects() as i64);
+        self.metrics.lifts.set(self.policy.lifts() as i64);
         self.refresh_own_addresses();
         self.update_active(now);
     }
@@ -650,6 +810,8 @@ impl Stage {
     }
 
     fn refresh_view(&mut self, view: &SwarmView) {
+        self.me = view.me;
+        self.role = view.role.clone();
         self.policy
             .allowlist_mut()
             .set_members(view.members.iter().map(|m| m.addr.ip()));

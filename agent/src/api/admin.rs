@@ -7,8 +7,8 @@
 //! | `GET /v1/peers` | array of [`PeerRecord`] |
 //! | `GET /v1/alerts` | array of recent [`AlertRecord`]s; `?follow=true`: one JSON object per line, the recent ones then each new one, until the client hangs up |
 //! | `GET /v1/decisions` | array of [`Decision`](crate::decide::Decision)s in force |
-//! | `POST /v1/decisions` | body [`AddDecision`]; the stored [`Decision`](crate::decide::Decision), on disk and in the kernel before the answer |
-//! | `DELETE /v1/decisions?subject=S` | the removed [`Decision`](crate::decide::Decision), or 404 |
+//! | `POST /v1/decisions` | body [`AddDecision`]; the stored [`Decision`](crate::decide::Decision), on disk and in the kernel before the answer (with `"swarm": true`, then signed and gossiped; 403 unless this agent holds an operator credential) |
+//! | `DELETE /v1/decisions?subject=S[&swarm=true]` | the removed [`Decision`](crate::decide::Decision), or 404; with `swarm=true` a signed lift is gossiped too (202 `{"subject", "swarm": true}` when this host had none) |
 //! | `POST /v1/rules/reload` | [`ReloadReport`] |
 //! | `GET /v1/metrics` | array of [`MetricFamily`]: every `swarmguard_*` metric, summed |
 //!
@@ -49,6 +49,9 @@ pub struct Status {
     pub mode: String,
     /// This agent's DID, once the swarm node has loaded its key.
     pub did: Option<String>,
+    /// The role its membership credential grants (`sensor`, `sentinel`, `operator`).
+    #[serde(default)]
+    pub role: Option<String>,
     pub uptime_secs: u64,
     /// Members known, and how many are alive.
     pub members: usize,
@@ -97,6 +100,10 @@ pub struct AddDecision {
     pub duration: String,
     #[serde(default)]
     pub reason: Option<String>,
+    /// Sign it with this agent's key and tell the swarm: every member enforces it as an
+    /// operator decision. Needs an operator credential; lasts at most 24 h.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub swarm: bool,
 }
 
 /// What a rules reload did.
@@ -198,6 +205,7 @@ async fn status(State(state): State<Arc<AdminState>>) -> Response {
         }
         .to_owned(),
         did: view.me.map(|me| me.to_did()),
+        role: view.role.clone(),
         uptime_secs: state.started.elapsed().unwrap_or_default().as_secs(),
         members: view.members.len(),
         members_alive: view
@@ -331,20 +339,32 @@ async fn add_decision(
         reason: add
             .reason
             .unwrap_or_else(|| "added with swarmctl".to_owned()),
-        // An operator credential would make this a signed, swarm-wide decision; without
-        // one it is this host's own (see docs/admin-api.md).
+        // This host's own, unless `swarm` makes it this operator's (the stage fills in
+        // the DID it signs with).
         operator: "local".to_owned(),
     };
-    match state.stage.add(decision).await {
+    match state.stage.add(decision, add.swarm).await {
         Ok(decision) => (StatusCode::CREATED, Json(decision)).into_response(),
-        Err(err @ CommandError::Refused { .. }) => error(StatusCode::CONFLICT, err),
-        Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, err),
+        Err(err) => command_error(err),
     }
+}
+
+fn command_error(err: CommandError) -> Response {
+    let status = match &err {
+        CommandError::Refused { .. } => StatusCode::CONFLICT,
+        CommandError::Forbidden(_) => StatusCode::FORBIDDEN,
+        CommandError::Invalid(_) => StatusCode::BAD_REQUEST,
+        CommandError::Unpublished(_) | CommandError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+        CommandError::Store(_) | CommandError::Enforce(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(status, err)
 }
 
 #[derive(Debug, Deserialize)]
 struct SubjectQuery {
     subject: String,
+    #[serde(default)]
+    swarm: bool,
 }
 
 async fn delete_decision(
@@ -359,10 +379,15 @@ async fn delete_decision(
         Ok(subject) => subject,
         Err(err) => return error(StatusCode::BAD_REQUEST, err),
     };
-    match state.stage.delete(subject.clone()).await {
+    match state.stage.delete(subject.clone(), query.swarm).await {
         Ok(Some(decision)) => Json(decision).into_response(),
+        Ok(None) if query.swarm => (
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({ "subject": subject.to_string(), "swarm": true })),
+        )
+            .into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, format!("no decision on {subject}")),
-        Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, err),
+        Err(err) => command_error(err),
     }
 }
 

@@ -138,7 +138,10 @@ fn status(socket: &Path, json: bool) -> Outcome {
         .collect();
     println!("swarmd {} — {}", status.version, status.mode);
     if let Some(did) = &status.did {
-        println!("identity    {did}");
+        match &status.role {
+            Some(role) => println!("identity    {did} ({role})"),
+            None => println!("identity    {did}"),
+        }
     }
     println!(
         "uptime      {}",
@@ -287,6 +290,7 @@ fn decisions(socket: &Path, command: DecisionsCommand, json: bool) -> Outcome {
                 subject: args.subject,
                 duration: args.duration,
                 reason: args.reason,
+                swarm: args.swarm,
             };
             let body = serde_json::to_string(&request).unwrap_or_default();
             let answer = client::request(socket, "POST", "/v1/decisions", Some(&body))?;
@@ -295,19 +299,28 @@ fn decisions(socket: &Path, command: DecisionsCommand, json: bool) -> Outcome {
                 print_json(&answer.body);
             } else {
                 table(&DECISION_HEADER, &decision_rows(&[decision]));
+                if args.swarm {
+                    println!("signed and sent to the swarm: every member enforces it");
+                }
             }
         }
-        DecisionsCommand::Delete { subject } => {
-            let parsed = subject
+        DecisionsCommand::Delete(args) => {
+            let parsed = args
+                .subject
                 .parse::<swarmguard_agent::subject::Subject>()
                 .map_err(|err| Failure::Usage(err.to_string()))?;
             let path = format!(
-                "/v1/decisions?subject={}",
-                query_escape(&parsed.to_string())
+                "/v1/decisions?subject={}{}",
+                query_escape(&parsed.to_string()),
+                if args.swarm { "&swarm=true" } else { "" }
             );
             let answer = client::request(socket, "DELETE", &path, None)?;
             if json {
                 print_json(&answer.body);
+            } else if args.swarm && answer.status == 202 {
+                println!("no decision on {parsed} here; lift signed and sent to the swarm");
+            } else if args.swarm {
+                println!("deleted the decision on {parsed}; lift signed and sent to the swarm");
             } else {
                 println!("deleted the decision on {parsed}");
             }

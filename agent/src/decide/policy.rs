@@ -9,7 +9,9 @@
 //! 2. [`Quorum`] distinct members signalled it within the window, or their summed
 //!    severity passed the threshold (each origin counted once);
 //! 3. an operator decided so: `swarmctl decisions add` on this host, or a signed signal
-//!    from a member whose credential grants the `operator` role.
+//!    from a member whose credential grants the `operator` role. Such a member lifts its
+//!    decision swarm-wide with a signal of class [`OPERATOR_LIFT`]: every decision on the
+//!    subject goes, and whatever was observed about it before the lift no longer counts.
 //!
 //! The [`Allowlist`] always wins: a subject that is, or covers, a configured network, a
 //! swarm member's address, loopback or one of this host's own addresses is refused, with
@@ -18,7 +20,7 @@
 //! Ban time grows for repeat offenders: `base * factor^(bans - 1)`, capped
 //! ([`BanTime::for_ban`]). Domains are sinkholed rather than blocked.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
@@ -29,6 +31,15 @@ use super::{Action, Decision, Origin};
 use crate::detect::{Alert, Severity};
 use crate::subject::Subject;
 use crate::swarm::{PeerId, Signal};
+
+/// `reason.class` of a swarm-wide operator decision (`swarmctl decisions add --swarm`).
+pub const OPERATOR_BLOCK: &str = "operator-block";
+/// `reason.class` of an operator's swarm-wide lift (`swarmctl decisions delete --swarm`).
+pub const OPERATOR_LIFT: &str = "operator-lift";
+/// How many lifts are remembered, and for how long: as long as any signal they cancel
+/// may still be gossiped (a signal lives at most 24 h).
+pub const MAX_LIFTS: usize = 4096;
+pub const LIFT_MEMORY: Duration = Duration::from_secs(24 * 3600);
 
 /// How long bans last, and how they grow for repeat offenders.
 #[derive(Debug, Clone, PartialEq)]
@@ -230,6 +241,8 @@ pub enum Outcome {
     Propose(Proposal),
     /// The subject would be blocked, but the allowlist (or a bound) says no.
     Refused { subject: Subject, refusal: Refusal },
+    /// An operator lifted every decision on the subject, swarm-wide.
+    Lift { subject: Subject, operator: String },
     /// Not (yet) a reason to act: a low-severity alert, a quorum not reached.
     Nothing,
 }
@@ -254,6 +267,8 @@ pub struct Policy {
     allowlist: Allowlist,
     /// Members whose credential grants the operator role: their signals are decisions.
     operators: HashSet<PeerId>,
+    /// Subjects an operator lifted, with when: signals observed before then are void.
+    lifts: HashMap<Subject, SystemTime>,
 }
 
 impl Policy {
@@ -262,6 +277,7 @@ impl Policy {
             quorum: Quorum::new(config.quorum.clone()),
             allowlist: Allowlist::new(config.allowlist.clone()),
             operators: HashSet::new(),
+            lifts: HashMap::new(),
             config,
         }
     }
@@ -328,10 +344,30 @@ impl Policy {
     /// membership, liveness, rate).
     pub fn on_signal(&mut self, now: SystemTime, signal: &Signal) -> Outcome {
         let subject = signal.subject().clone();
+        let from_operator = self.operators.contains(&signal.origin());
+        if signal.reason().class == OPERATOR_LIFT {
+            if !from_operator {
+                // Not a detection, and not this member's to say.
+                return Outcome::Nothing;
+            }
+            self.lift(now, &subject, signal.observed_at());
+            return Outcome::Lift {
+                subject,
+                operator: signal.origin().to_did(),
+            };
+        }
+        if self
+            .lifts
+            .get(&subject)
+            .is_some_and(|lifted| signal.observed_at() <= *lifted)
+        {
+            // Delayed in gossip past an operator's lift of the same subject.
+            return Outcome::Nothing;
+        }
         if let Some(refusal) = self.allowlist.check(&subject) {
             return Outcome::Refused { subject, refusal };
         }
-        if self.operators.contains(&signal.origin()) {
+        if from_operator {
             let duration = signal
                 .expires_at()
                 .duration_since(now)
@@ -398,6 +434,41 @@ impl Policy {
         })
     }
 
+    /// Records an operator's lift of `subject` observed at `at`: the votes on it are
+    /// forgotten, and signals observed before `at` will not count.
+    fn lift(&mut self, now: SystemTime, subject: &Subject, at: SystemTime) {
+        let at = at.min(now);
+        self.quorum.forget(subject);
+        if !self.lifts.contains_key(subject) && self.lifts.len() >= MAX_LIFTS {
+            self.prune_lifts(now);
+            if self.lifts.len() >= MAX_LIFTS {
+                // Full of live lifts: the oldest one goes.
+                if let Some(oldest) = self
+                    .lifts
+                    .iter()
+                    .min_by_key(|(_, at)| **at)
+                    .map(|(subject, _)| subject.clone())
+                {
+                    self.lifts.remove(&oldest);
+                }
+            }
+        }
+        let entry = self.lifts.entry(subject.clone()).or_insert(at);
+        *entry = (*entry).max(at);
+    }
+
+    fn prune_lifts(&mut self, now: SystemTime) {
+        self.lifts.retain(|_, at| {
+            now.duration_since(*at)
+                .map_or(true, |age| age <= LIFT_MEMORY)
+        });
+    }
+
+    /// Subjects with an operator's lift remembered (for the metric).
+    pub fn lifts(&self) -> usize {
+        self.lifts.len()
+    }
+
     /// An expelled member's signals no longer count.
     pub fn withdraw(&mut self, origin: &PeerId) {
         self.quorum.withdraw(origin);
@@ -406,6 +477,7 @@ impl Policy {
     /// Forgets votes that left the window (call now and then).
     pub fn prune(&mut self, now: SystemTime) {
         self.quorum.prune(now);
+        self.prune_lifts(now);
     }
 
     /// Subjects with votes counting towards a quorum.
@@ -719,6 +791,105 @@ mod tests {
         let decision = policy.decide(at(0), &local, 1, None).unwrap();
         assert_eq!(decision.until, at(4 * 3600));
         assert_eq!(decision.reason, "seen in the SOC");
+    }
+
+    fn classed(
+        key: &SigningKey,
+        seq: u64,
+        subject: &str,
+        observed: SystemTime,
+        class: &str,
+    ) -> Signal {
+        Signal::sign(
+            key,
+            seq,
+            SignalBody {
+                subject: subject.parse().unwrap(),
+                reason: Reason {
+                    rule: "operator".to_owned(),
+                    class: class.to_owned(),
+                },
+                severity: Severity::High,
+                observed_at: observed,
+                expires_at: observed + Duration::from_secs(3600),
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn an_operator_lift_voids_what_was_observed_before_it_and_only_operators_lift() {
+        let config = PolicyConfig {
+            quorum: QuorumConfig {
+                quorum: 2,
+                ..QuorumConfig::default()
+            },
+            ..PolicyConfig::default()
+        };
+        let mut policy = Policy::new(config);
+        let (op, a, b) = (key(9), key(1), key(2));
+        policy.set_operators([op.peer_id()]);
+
+        // A sensor cannot lift: its "lift" is neither a lift nor a vote.
+        assert_eq!(
+            policy.on_signal(at(1), &classed(&a, 1, "203.0.113.9", at(1), OPERATOR_LIFT)),
+            Outcome::Nothing
+        );
+        assert_eq!(policy.tracked_subjects(), 0);
+
+        // One vote, then the operator lifts: the vote is forgotten.
+        assert_eq!(
+            policy.on_signal(at(2), &signal(&a, 2, "203.0.113.9", at(2))),
+            Outcome::Nothing
+        );
+        assert_eq!(
+            policy.on_signal(at(3), &classed(&op, 1, "203.0.113.9", at(3), OPERATOR_LIFT)),
+            Outcome::Lift {
+                subject: "203.0.113.9".parse().unwrap(),
+                operator: op.peer_id().to_did(),
+            }
+        );
+        assert_eq!(policy.lifts(), 1);
+        // b's vote alone is no quorum now; a's was forgotten.
+        assert_eq!(
+            policy.on_signal(at(4), &signal(&b, 1, "203.0.113.9", at(4))),
+            Outcome::Nothing
+        );
+        // The operator's own block, observed before the lift but delayed in gossip, stays
+        // lifted; one observed after it blocks again.
+        assert_eq!(
+            policy.on_signal(
+                at(5),
+                &classed(&op, 2, "203.0.113.9", at(2), OPERATOR_BLOCK)
+            ),
+            Outcome::Nothing
+        );
+        let again = proposal(policy.on_signal(
+            at(6),
+            &classed(&op, 3, "203.0.113.9", at(6), OPERATOR_BLOCK),
+        ));
+        assert!(matches!(again.origin, Origin::Operator { .. }));
+        // A sensor's late vote observed before the lift does not count either.
+        assert_eq!(
+            policy.on_signal(at(7), &signal(&a, 3, "203.0.113.9", at(1))),
+            Outcome::Nothing
+        );
+
+        // Lifts are forgotten once no signal they cancel can still be alive.
+        policy.prune(at(3) + LIFT_MEMORY + Duration::from_secs(1));
+        assert_eq!(policy.lifts(), 0);
+    }
+
+    #[test]
+    fn remembered_lifts_are_bounded() {
+        let mut policy = Policy::new(PolicyConfig::default());
+        let op = key(9);
+        policy.set_operators([op.peer_id()]);
+        for i in 0..(MAX_LIFTS as u64 + 10) {
+            let subject = std::net::Ipv4Addr::from(0x0a00_0000 + i as u32).to_string();
+            policy.on_signal(at(i), &classed(&op, i + 1, &subject, at(i), OPERATOR_LIFT));
+        }
+        assert_eq!(policy.lifts(), MAX_LIFTS);
     }
 
     #[test]

@@ -149,6 +149,11 @@ impl<V: Clone + Eq + Hash> Quorum<V> {
         });
     }
 
+    /// Forgets every vote on `subject` (an operator lifted it).
+    pub fn forget(&mut self, subject: &Subject) {
+        self.subjects.remove(subject);
+    }
+
     /// Forgets votes that left the window.
     pub fn prune(&mut self, now: SystemTime) {
         let window = self.config.window;

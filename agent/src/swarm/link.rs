@@ -38,6 +38,9 @@ pub struct SwarmView {
     pub me: Option<PeerId>,
     /// When this agent's membership credential expires.
     pub credential_expires: Option<SystemTime>,
+    /// The role this agent's credential grants (`sensor`, `sentinel`, `operator`): an
+    /// operator's agent may publish swarm-wide decisions (`swarmctl decisions add --swarm`).
+    pub role: Option<String>,
     pub members: Vec<MemberView>,
 }
 

@@ -207,9 +207,11 @@ pub fn start_with(
     let (publish_tx, publish_rx) = mpsc::channel(PUBLISH_QUEUE);
     let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
     let own_expiry = jwt_valid_until(&own_jwt);
+    let own_role = jwt_role(&own_jwt);
     let (view_tx, view_rx) = watch::channel(SwarmView {
         me: Some(me),
         credential_expires: own_expiry,
+        role: own_role.clone(),
         members: Vec::new(),
     });
     let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
@@ -229,6 +231,7 @@ pub fn start_with(
         me,
         own: Arc::new(RwLock::new(own_jwt)),
         own_expiry,
+        own_role,
         credential_path,
         identity_url: gossip.identity_url.clone(),
         renew_before: gossip.renew_before,
@@ -319,13 +322,30 @@ fn restore(swarm: &mut Swarm, store: &Store, now: SystemTime) -> usize {
 
 /// `validUntil` of a VC-JWT, read without verifying (for our own credential's expiry).
 pub fn jwt_valid_until(jwt: &str) -> Option<SystemTime> {
+    humantime::parse_rfc3339(jwt_payload(jwt)?.get("validUntil")?.as_str()?).ok()
+}
+
+/// The role (`credentialSubject.role`) a membership VC-JWT grants, read without
+/// verifying: for our own credential, which identityd issued to us and which every peer
+/// verifies anyway.
+pub fn jwt_role(jwt: &str) -> Option<String> {
+    let payload = jwt_payload(jwt)?;
+    Some(
+        payload
+            .get("credentialSubject")?
+            .get("role")?
+            .as_str()?
+            .to_owned(),
+    )
+}
+
+fn jwt_payload(jwt: &str) -> Option<serde_json::Value> {
     use base64::Engine;
     let payload = jwt.split('.').nth(1)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(payload)
         .ok()?;
-    let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    humantime::parse_rfc3339(value.get("validUntil")?.as_str()?).ok()
+    serde_json::from_slice(&bytes).ok()
 }
 
 /// A clock that does not step: the wall time at start plus monotonic time since.
@@ -428,6 +448,8 @@ struct Node {
     /// Our credential, as presented in handshakes (replaced on renewal).
     own: Arc<RwLock<String>>,
     own_expiry: Option<SystemTime>,
+    /// The role our credential grants (`operator` may publish swarm-wide decisions).
+    own_role: Option<String>,
     credential_path: std::path::PathBuf,
     identity_url: Option<String>,
     renew_before: Duration,
@@ -611,6 +633,7 @@ impl Node {
         self.view_tx.send_replace(SwarmView {
             me: Some(self.me),
             credential_expires: self.own_expiry,
+            role: self.own_role.clone(),
             members,
         });
     }
@@ -768,6 +791,7 @@ impl Node {
                 self.refreshing = false;
                 if let Some(jwt) = renewed {
                     self.own_expiry = jwt_valid_until(&jwt);
+                    self.own_role = jwt_role(&jwt);
                     if let Ok(mut own) = self.own.write() {
                         *own = jwt;
                     }

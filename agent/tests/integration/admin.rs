@@ -285,6 +285,7 @@ async fn the_swarm_quorum_blocks_through_the_running_stage_and_local_blocks_are_
     node.view.send_replace(SwarmView {
         me: None,
         credential_expires: None,
+        role: None,
         members: vec![MemberView {
             peer: member.peer_id(),
             addr: "198.51.100.1:7300".parse().unwrap(),
@@ -415,6 +416,188 @@ async fn the_swarm_quorum_blocks_through_the_running_stage_and_local_blocks_are_
     let peers = swarmctl_json(&agent.socket, &["peers"]).await;
     assert_eq!(peers[0]["did"], member.peer_id().to_did());
     assert_eq!(peers[0]["addr"], "198.51.100.1:7300");
+    agent.stop().await;
+}
+
+fn classed(key: &SigningKey, seq: u64, subject: &str, class: &str) -> Signal {
+    let now = SystemTime::now();
+    Signal::sign(
+        key,
+        seq,
+        SignalBody {
+            subject: subject.parse().unwrap(),
+            reason: Reason {
+                rule: "operator".to_owned(),
+                class: class.to_owned(),
+            },
+            severity: Severity::High,
+            observed_at: now,
+            expires_at: now + Duration::from_secs(3600),
+        },
+    )
+    .unwrap()
+}
+
+async fn next_published(node: &mut FakeNode) -> SignalBody {
+    tokio::time::timeout(Duration::from_secs(30), node.published.recv())
+        .await
+        .expect("a signal published within the safety timeout")
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_credential_makes_swarm_wide_decisions_and_lifts_and_others_obey_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut node, link) = fake_node();
+    let me = SigningKey::from_seed(&[40; 32]).unwrap();
+    let other = SigningKey::from_seed(&[41; 32]).unwrap();
+    let view = |role: &str| SwarmView {
+        me: Some(me.peer_id()),
+        credential_expires: None,
+        role: Some(role.to_owned()),
+        members: vec![MemberView {
+            peer: other.peer_id(),
+            addr: "198.51.100.41:7300".parse().unwrap(),
+            state: MemberState::Alive,
+            role: "operator".to_owned(),
+            last_seen: None,
+        }],
+    };
+    node.view.send_replace(view("sensor"));
+    let agent = Agent::start(config(dir.path()), Some(link)).await;
+    let add = ["decisions", "add", "203.0.113.50", "--duration", "4h"];
+    let swarm_add = [&add[..], &["--swarm", "--reason", "campaign 42"]].concat();
+
+    // A sensor's agent may decide for itself, not for the swarm.
+    let refused = swarmctl(&agent.socket, &swarm_add).await;
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("role sensor, not operator"), "{stderr}");
+    assert!(swarmctl_json(&agent.socket, &["decisions", "list"]).await == serde_json::json!([]));
+
+    // With an operator credential, the decision is signed and handed to the swarm.
+    node.view.send_replace(view("operator"));
+    let status = swarmctl_json(&agent.socket, &["status"]).await;
+    assert_eq!(status["role"], "operator");
+    let mut added = None;
+    for _ in 0..300 {
+        let out = swarmctl(&agent.socket, &[&["--json"][..], &swarm_add].concat()).await;
+        if out.status.success() {
+            added = Some(serde_json::from_slice::<Value>(&out.stdout).unwrap());
+            break;
+        }
+        // The stage has not seen the new view yet.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let added = added.expect("the operator's swarm-wide decision");
+    assert_eq!(
+        added["origin"],
+        serde_json::json!({"operator": {"did": me.peer_id().to_did()}})
+    );
+    let published = next_published(&mut node).await;
+    assert_eq!(published.subject.to_string(), "203.0.113.50");
+    assert_eq!(published.reason.class, "operator-block");
+    assert_eq!(published.reason.rule, "campaign 42");
+    assert_eq!(
+        published
+            .expires_at
+            .duration_since(published.observed_at)
+            .unwrap(),
+        Duration::from_secs(4 * 3600)
+    );
+
+    // Longer than a signal may live: refused, nothing stored or sent.
+    let long = swarmctl(
+        &agent.socket,
+        &[
+            "decisions",
+            "add",
+            "203.0.113.51",
+            "--duration",
+            "2days",
+            "--swarm",
+        ],
+    )
+    .await;
+    assert!(!long.status.success());
+    assert!(String::from_utf8_lossy(&long.stderr).contains("at most 1day"));
+    // A local one stays local.
+    let local = swarmctl_json(
+        &agent.socket,
+        &["decisions", "add", "203.0.113.52", "--duration", "1h"],
+    )
+    .await;
+    assert_eq!(
+        local["origin"],
+        serde_json::json!({"operator": {"did": "local"}})
+    );
+
+    // The operator lifts it swarm-wide: gone here, and a signed lift goes out; a lift of
+    // a subject this host never decided on goes out too (202).
+    let lifted = swarmctl(
+        &agent.socket,
+        &["decisions", "delete", "203.0.113.50", "--swarm"],
+    )
+    .await;
+    assert!(lifted.status.success(), "{lifted:?}");
+    let lift = next_published(&mut node).await;
+    assert_eq!(lift.subject.to_string(), "203.0.113.50");
+    assert_eq!(lift.reason.class, "operator-lift");
+    let elsewhere = swarmctl(
+        &agent.socket,
+        &["decisions", "delete", "192.0.2.200", "--swarm"],
+    )
+    .await;
+    assert!(elsewhere.status.success(), "{elsewhere:?}");
+    assert!(String::from_utf8_lossy(&elsewhere.stdout).contains("lift signed and sent"));
+    assert_eq!(
+        next_published(&mut node).await.reason.class,
+        "operator-lift"
+    );
+    assert!(
+        node.published.try_recv().is_err(),
+        "nothing else was published"
+    );
+
+    // Another operator's signed decision is enforced here, and its lift lifts it.
+    node.events
+        .send(Event::SignalReceived(classed(
+            &other,
+            1,
+            "198.51.100.99",
+            "operator-block",
+        )))
+        .await
+        .unwrap();
+    let list = wait_for_decisions(&agent.socket, |list| list.len() == 2).await;
+    let theirs = list
+        .iter()
+        .find(|d| d["subject"] == "198.51.100.99")
+        .unwrap();
+    assert_eq!(
+        theirs["origin"],
+        serde_json::json!({"operator": {"did": other.peer_id().to_did()}})
+    );
+    node.events
+        .send(Event::SignalReceived(classed(
+            &other,
+            2,
+            "198.51.100.99",
+            "operator-lift",
+        )))
+        .await
+        .unwrap();
+    let list = wait_for_decisions(&agent.socket, |list| list.len() == 1).await;
+    assert_eq!(subjects(&list), ["203.0.113.52"]);
+    let metrics = swarmctl_json(&agent.socket, &["metrics"]).await;
+    let lifts = metrics
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "swarmguard_operator_lifts")
+        .unwrap()["total"]
+        .clone();
+    assert_eq!(lifts, 1.0);
     agent.stop().await;
 }
 
