@@ -13,6 +13,16 @@
 //! 2. **Idle RSS with 10,000 active decisions**: the real `swarmd` binary started on a
 //!    state dir holding 10,000 decisions, reconciled into nftables in host `a`, then left
 //!    idle; `VmRSS` from `/proc`, beside the same agent with none.
+//! 3. **Attack packet → nftables element on a host that was not attacked**: a swarm on a
+//!    bridge (three `swarmd` processes with the default gossip settings and `decide.quorum
+//!    = 2`, enrolled by identityd's library serving status lists from its own host). The
+//!    attacker sends the attack datagram to agents 1 and 2, which block it and publish a
+//!    signal each; the time is taken from just before the first send to the moment `nft
+//!    monitor` in agent 3's host reports the element that the quorum made (median and p99
+//!    of 100, one attack a second: the swarm allows each member one signal a second after
+//!    a burst of 30).
+//!
+//! `cargo bench -p swarmguard-agent --bench daemon -- swarm` runs only the third.
 
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
@@ -107,6 +117,14 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 fn main() {
+    let only_swarm = std::env::args().skip(1).any(|arg| arg == "swarm");
+    if !only_swarm {
+        attacked_host();
+    }
+    swarm::not_attacked_host();
+}
+
+fn attacked_host() {
     let id = std::process::id();
     let a = Netns::create(format!("sgbd-a-{id}"));
     let b = Netns::create(format!("sgbd-b-{id}"));
@@ -332,5 +350,316 @@ fn idle_rss(a: &Netns) {
         );
         run(&["kill", "-TERM", &child.id().to_string()]);
         let _ = child.wait();
+    }
+}
+
+/// The third figure: see the module documentation.
+mod swarm {
+    use std::io::{BufRead, BufReader};
+    use std::net::{SocketAddr, UdpSocket};
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, Stdio};
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    use swarmguard_agent::swarm::credential;
+    use swarmguard_identity::did::Did;
+    use swarmguard_identity::membership::Role;
+    use swarmguard_identity::service::Service;
+
+    use super::{Netns, percentile, run, source};
+
+    const SAMPLES: u32 = 100;
+    /// One attack per this: under the swarm's per-origin rate (1/s after a burst of 30).
+    const PACE: Duration = Duration::from_millis(1050);
+    const IDENTITY: &str = "10.79.0.5:8480";
+    const AGENTS: [&str; 3] = ["10.79.0.1", "10.79.0.2", "10.79.0.3"];
+    const ATTACKER: &str = "10.79.0.9";
+
+    /// A host on the lab's bridge.
+    fn host(switch: &Netns, name: String, index: usize, addr: &str) -> Netns {
+        let netns = Netns::create(name);
+        let port = format!("p{index}");
+        run(&[
+            "ip", "link", "add", "eth0", "netns", &netns.0, "type", "veth", "peer", "name", &port,
+            "netns", &switch.0,
+        ]);
+        switch.exec(&["ip", "link", "set", &port, "master", "sgbr"]);
+        switch.exec(&["ip", "link", "set", &port, "up"]);
+        netns.exec(&["ip", "addr", "add", &format!("{addr}/16"), "dev", "eth0"]);
+        netns.exec(&["ip", "link", "set", "eth0", "up"]);
+        netns
+    }
+
+    /// identityd's library in its own lab host: issues each agent's credential, then
+    /// serves status lists until `stop`.
+    fn identity(
+        netns: &Netns,
+        dir: PathBuf,
+        agents: Vec<String>,
+        stop: tokio::sync::oneshot::Receiver<()>,
+    ) -> (String, Vec<String>, std::thread::JoinHandle<()>) {
+        let (issued_tx, issued) = mpsc::channel();
+        let path = format!("/run/netns/{}", netns.0);
+        let thread = std::thread::spawn(move || {
+            use nix::sched::{CloneFlags, setns};
+            let file = std::fs::File::open(&path).expect("namespace file");
+            setns(&file, CloneFlags::CLONE_NEWNET).expect("setns");
+            let runtime = tokio::runtime::Runtime::new().unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind(IDENTITY).await.unwrap();
+                let config = swarmguard_identity::config::Config {
+                    state_dir: dir,
+                    listen: listener.local_addr().unwrap(),
+                    ..swarmguard_identity::config::Config::default()
+                };
+                let service = std::sync::Arc::new(Service::open(config).unwrap());
+                let mut jwts = Vec::new();
+                for did in &agents {
+                    let did = Did::parse(did).unwrap();
+                    jwts.push(service.issue_member(&did, Role::Sensor).await.unwrap());
+                }
+                issued_tx
+                    .send((service.key.did().as_str().to_owned(), jwts))
+                    .unwrap();
+                let app = swarmguard_identity::server::router(service, vec![]);
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = stop.await;
+                    })
+                    .await
+                    .unwrap();
+            });
+        });
+        let (issuer, jwts) = issued.recv().expect("credentials issued");
+        (issuer, jwts, thread)
+    }
+
+    struct Agent {
+        netns: String,
+        dir: PathBuf,
+        child: Child,
+    }
+
+    impl Agent {
+        fn start(netns: &Netns, dir: &Path, addr: &str, issuer: &str, rules: &Path) -> Agent {
+            let config = dir.join("agent.toml");
+            std::fs::write(
+                &config,
+                format!(
+                    "[capture]\ninterfaces = [\"eth0\"]\nbpf = \"udp port 9999\"\nchecksum = \"no\"\n\
+                     [rules]\npaths = [{rules:?}]\nscenarios = []\n\
+                     [decide]\nquorum = 2\n\
+                     [gossip]\nlisten = \"{addr}:7300\"\nseeds = [\"{seed}:7300\"]\n\
+                     trusted_issuers = [\"{issuer}\"]\n",
+                    seed = AGENTS[0],
+                ),
+            )
+            .unwrap();
+            let child = Command::new("ip")
+                .args(["netns", "exec", &netns.0])
+                .arg(env!("CARGO_BIN_EXE_swarmd"))
+                .arg("run")
+                .arg("--config")
+                .arg(&config)
+                .arg("--state-dir")
+                .arg(dir.join("state"))
+                .arg("--socket")
+                .arg(dir.join("agent.sock"))
+                .args([
+                    "--metrics-listen",
+                    "127.0.0.1:9480",
+                    "--enforce",
+                    "nftables",
+                ])
+                .env("RUST_LOG", "warn")
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            Agent {
+                netns: netns.0.clone(),
+                dir: dir.to_owned(),
+                child,
+            }
+        }
+
+        fn json(&self, args: &[&str]) -> Option<serde_json::Value> {
+            let out = Command::new(env!("CARGO_BIN_EXE_swarmctl"))
+                .arg("--socket")
+                .arg(self.dir.join("agent.sock"))
+                .arg("--json")
+                .args(args)
+                .output()
+                .unwrap();
+            serde_json::from_slice(&out.stdout).ok()
+        }
+
+        /// Capturing, and every other agent admitted and alive.
+        fn ready(&self) -> bool {
+            let alive = self
+                .json(&["status"])
+                .is_some_and(|status| status["members_alive"] == 2);
+            let capturing = self.json(&["metrics"]).is_some_and(|families| {
+                families.as_array().is_some_and(|families| {
+                    families.iter().any(|f| {
+                        f["name"] == "swarmguard_capture_up"
+                            && f["samples"]["interface=eth0"] == 1.0
+                    })
+                })
+            });
+            alive && capturing
+        }
+    }
+
+    impl Drop for Agent {
+        fn drop(&mut self) {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .status();
+            let _ = self.child.wait();
+            let _ = Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &self.netns,
+                    "nft",
+                    "delete",
+                    "table",
+                    "inet",
+                    "swarmguard",
+                ])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+
+    pub(crate) fn not_attacked_host() {
+        let id = std::process::id();
+        let switch = Netns::create(format!("sgbs-sw-{id}"));
+        switch.exec(&["ip", "link", "add", "sgbr", "type", "bridge"]);
+        switch.exec(&["ip", "link", "set", "sgbr", "up"]);
+        let idp = host(&switch, format!("sgbs-idp-{id}"), 0, "10.79.0.5");
+        let hosts: Vec<Netns> = AGENTS
+            .iter()
+            .enumerate()
+            .map(|(i, addr)| host(&switch, format!("sgbs-ag{}-{id}", i + 1), i + 1, addr))
+            .collect();
+        let attacker = host(&switch, format!("sgbs-atk-{id}"), 9, ATTACKER);
+        for i in 0..SAMPLES {
+            attacker.exec(&[
+                "ip",
+                "addr",
+                "add",
+                &format!("{}/16", source(i)),
+                "dev",
+                "eth0",
+            ]);
+        }
+
+        let dir = tempfile::tempdir().unwrap();
+        let rules = dir.path().join("bench.rules");
+        std::fs::write(
+            &rules,
+            "drop udp any any -> any 9999 (msg:\"bench attack\"; content:\"swarmguard-bench-attack\"; sid:9200001; rev:1;)\n",
+        )
+        .unwrap();
+        let dirs: Vec<PathBuf> = (1..=AGENTS.len())
+            .map(|i| dir.path().join(format!("agent{i}")))
+            .collect();
+        let dids: Vec<String> = dirs
+            .iter()
+            .map(|d| {
+                let key = credential::load_or_create_key(&d.join("state")).unwrap();
+                key.peer_id().to_did()
+            })
+            .collect();
+        let (stop_identity, stop) = tokio::sync::oneshot::channel();
+        let (issuer, jwts, identity) = identity(&idp, dir.path().join("identity"), dids, stop);
+        for (d, jwt) in dirs.iter().zip(&jwts) {
+            let path = d.join("state").join(credential::CREDENTIAL_FILE);
+            credential::write_credential(&path, jwt).unwrap();
+        }
+
+        // Every element agent 3's kernel adds, with when it was seen.
+        let mut monitor = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &hosts[2].0,
+                "nft",
+                "monitor",
+                "new",
+                "elements",
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (seen_tx, seen) = mpsc::channel::<(String, Instant)>();
+        let lines = BufReader::new(monitor.stdout.take().unwrap());
+        std::thread::spawn(move || {
+            for line in lines.lines() {
+                let Ok(line) = line else { break };
+                let _ = seen_tx.send((line, Instant::now()));
+            }
+        });
+
+        let agents: Vec<Agent> = hosts
+            .iter()
+            .zip(&dirs)
+            .zip(AGENTS)
+            .map(|((netns, d), addr)| Agent::start(netns, d, addr, &issuer, &rules))
+            .collect();
+        let start = Instant::now();
+        while !agents.iter().all(Agent::ready) {
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "the swarm never formed"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        println!(
+            "swarm of 3 formed (admitted, alive, capturing) {:.1} s after start",
+            start.elapsed().as_secs_f64()
+        );
+
+        let mut samples = Vec::new();
+        for i in 0..SAMPLES {
+            let from = source(i);
+            let wanted = from.to_string();
+            let sent = attacker.enter(|| {
+                let socket = UdpSocket::bind(SocketAddr::from((from, 0))).unwrap();
+                let at = Instant::now();
+                for agent in &AGENTS[..2] {
+                    socket
+                        .send_to(b"swarmguard-bench-attack", (*agent, 9999))
+                        .unwrap();
+                }
+                at
+            });
+            loop {
+                let (line, at) = seen
+                    .recv_timeout(Duration::from_secs(30))
+                    .expect("agent 3 blocks within 30 s");
+                if line.contains(&wanted) {
+                    samples.push(at - sent);
+                    break;
+                }
+            }
+            std::thread::sleep(PACE.saturating_sub(sent.elapsed()));
+        }
+        drop(agents);
+        let _ = monitor.kill();
+        let _ = monitor.wait();
+        let _ = stop_identity.send(());
+        identity.join().unwrap();
+        drop((hosts, attacker, idp, switch));
+        samples.sort();
+        println!(
+            "attack packet -> nftables element on a host that was NOT attacked (quorum 2 of 3, default gossip), {} samples: median {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            samples.len(),
+            percentile(&samples, 0.5).as_secs_f64() * 1e3,
+            percentile(&samples, 0.99).as_secs_f64() * 1e3,
+            samples.last().unwrap().as_secs_f64() * 1e3,
+        );
     }
 }
