@@ -150,6 +150,15 @@ pub fn start_with(
     };
     let key = credential::load_or_create_key(&config.state_dir)?;
     let me = key.peer_id();
+    if let Err(problem) = issued_to(&own_jwt, &me) {
+        // Every peer will refuse it (`key_mismatch`); say why here, where it can be fixed.
+        tracing::error!(
+            credential = %credential_path.display(),
+            did = %me,
+            "{problem}: every peer will refuse this agent; request a credential for this \
+             DID (swarmctl credential did / request)"
+        );
+    }
     let http = admission::http_client()?;
     let admission = Admission::new(
         &gossip.trusted_issuers,
@@ -337,6 +346,27 @@ pub fn jwt_role(jwt: &str) -> Option<String> {
             .as_str()?
             .to_owned(),
     )
+}
+
+/// Whether our own membership VC-JWT was issued to our key (`credentialSubject.id`),
+/// read without verifying: a credential copied from another agent fails here.
+fn issued_to(jwt: &str, me: &PeerId) -> Result<(), String> {
+    let subject = jwt_payload(jwt).and_then(|payload| {
+        Some(
+            payload
+                .get("credentialSubject")?
+                .get("id")?
+                .as_str()?
+                .to_owned(),
+        )
+    });
+    match subject {
+        Some(subject) if subject == me.to_did() => Ok(()),
+        Some(subject) => Err(format!(
+            "the membership credential was issued to {subject}, not to this agent"
+        )),
+        None => Err("the membership credential names no subject".to_owned()),
+    }
 }
 
 fn jwt_payload(jwt: &str) -> Option<serde_json::Value> {
@@ -1173,5 +1203,42 @@ async fn read_streams(
                 };
             let _ = inbound.send(message).await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jwt(payload: serde_json::Value) -> String {
+        use base64::Engine;
+        let b64 = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        format!(
+            "{}.{}.{}",
+            b64(br#"{"alg":"EdDSA"}"#),
+            b64(payload.to_string().as_bytes()),
+            b64(b"signature")
+        )
+    }
+
+    #[test]
+    fn our_credential_must_name_our_key_and_gives_our_role() {
+        let me = crate::swarm::SigningKey::from_seed(&[1; 32])
+            .unwrap()
+            .peer_id();
+        let other = crate::swarm::SigningKey::from_seed(&[2; 32])
+            .unwrap()
+            .peer_id();
+        let ours = jwt(serde_json::json!({
+            "validUntil": "2030-01-01T00:00:00Z",
+            "credentialSubject": { "id": me.to_did(), "role": "operator" }
+        }));
+        assert_eq!(issued_to(&ours, &me), Ok(()));
+        assert_eq!(jwt_role(&ours).as_deref(), Some("operator"));
+        assert!(jwt_valid_until(&ours).is_some());
+        let problem = issued_to(&ours, &other).unwrap_err();
+        assert!(problem.contains(&me.to_did()), "{problem}");
+        assert!(issued_to("not.a-jwt", &me).is_err());
+        assert_eq!(jwt_role("garbage"), None);
     }
 }
