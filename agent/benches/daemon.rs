@@ -107,6 +107,82 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[index]
 }
 
+/// `nft monitor new elements` in a host: every element its kernel adds, with when it was
+/// seen. Killed on drop.
+struct Monitor {
+    child: std::process::Child,
+    seen: mpsc::Receiver<(String, Instant)>,
+}
+
+impl Monitor {
+    fn start(netns: &Netns) -> Monitor {
+        let mut child = Command::new("ip")
+            .args([
+                "netns", "exec", &netns.0, "nft", "monitor", "new", "elements",
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (seen_tx, seen) = mpsc::channel();
+        let lines = BufReader::new(child.stdout.take().unwrap());
+        std::thread::spawn(move || {
+            for line in lines.lines() {
+                let Ok(line) = line else { break };
+                let _ = seen_tx.send((line, Instant::now()));
+            }
+        });
+        Monitor { child, seen }
+    }
+
+    /// How long after `sent` the element for `addr` appeared.
+    fn element(&self, addr: Ipv4Addr, sent: Instant) -> Duration {
+        let wanted = addr.to_string();
+        loop {
+            let (line, at) = self
+                .seen
+                .recv_timeout(Duration::from_secs(30))
+                .expect("the element within 30 s");
+            if line.contains(&wanted) {
+                return at - sent;
+            }
+        }
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends the attack datagram from `from` (an address of host `netns`) to port 9999 of each
+/// target; returns when the first left.
+fn attack(netns: &Netns, from: Ipv4Addr, targets: &[&str]) -> Instant {
+    netns.enter(|| {
+        let socket = UdpSocket::bind(SocketAddr::from((from, 0))).unwrap();
+        let at = Instant::now();
+        for target in targets {
+            socket
+                .send_to(b"swarmguard-bench-attack", (*target, 9999))
+                .unwrap();
+        }
+        at
+    })
+}
+
+/// Prints median, p99 and max of `samples`.
+fn report(what: &str, mut samples: Vec<Duration>) {
+    samples.sort();
+    println!(
+        "{what}, {} samples: median {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        samples.len(),
+        percentile(&samples, 0.5).as_secs_f64() * 1e3,
+        percentile(&samples, 0.99).as_secs_f64() * 1e3,
+        samples.last().unwrap().as_secs_f64() * 1e3,
+    );
+}
+
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
@@ -176,20 +252,7 @@ fn latency(a: &Netns, b: &Netns) {
         ..Config::default()
     };
 
-    // Every element the kernel adds, with when it was seen.
-    let mut monitor = Command::new("ip")
-        .args(["netns", "exec", &a.0, "nft", "monitor", "new", "elements"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (seen_tx, seen) = mpsc::channel::<(String, Instant)>();
-    let lines = BufReader::new(monitor.stdout.take().unwrap());
-    std::thread::spawn(move || {
-        for line in lines.lines() {
-            let Ok(line) = line else { break };
-            let _ = seen_tx.send((line, Instant::now()));
-        }
-    });
+    let monitor = Monitor::start(a);
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (up_tx, up_rx) = mpsc::channel::<()>();
@@ -228,40 +291,17 @@ fn latency(a: &Netns, b: &Netns) {
         up_rx.recv().unwrap();
         let mut samples = Vec::new();
         for i in 0..SAMPLES {
-            let from = source(i);
-            let wanted = from.to_string();
-            let sent = b.enter(|| {
-                let socket = UdpSocket::bind(SocketAddr::from((from, 0))).unwrap();
-                let at = Instant::now();
-                socket
-                    .send_to(b"swarmguard-bench-attack", ("10.79.0.1", 9999))
-                    .unwrap();
-                at
-            });
-            loop {
-                let (line, at) = seen
-                    .recv_timeout(Duration::from_secs(30))
-                    .expect("the element within 30 s");
-                if line.contains(&wanted) {
-                    samples.push(at - sent);
-                    break;
-                }
-            }
+            let sent = attack(b, source(i), &["10.79.0.1"]);
+            samples.push(monitor.element(source(i), sent));
         }
         let _ = stop_tx.send(());
         agent.join().unwrap();
         samples
     });
-    let _ = monitor.kill();
-    let _ = monitor.wait();
-    let mut samples = agent;
-    samples.sort();
-    println!(
-        "attack packet -> nftables element on the attacked host, {} samples: median {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-        samples.len(),
-        percentile(&samples, 0.5).as_secs_f64() * 1e3,
-        percentile(&samples, 0.99).as_secs_f64() * 1e3,
-        samples.last().unwrap().as_secs_f64() * 1e3,
+    drop(monitor);
+    report(
+        "attack packet -> nftables element on the attacked host",
+        agent,
     );
 }
 
@@ -355,8 +395,6 @@ fn idle_rss(a: &Netns) {
 
 /// The third figure: see the module documentation.
 mod swarm {
-    use std::io::{BufRead, BufReader};
-    use std::net::{SocketAddr, UdpSocket};
     use std::path::{Path, PathBuf};
     use std::process::{Child, Command, Stdio};
     use std::sync::mpsc;
@@ -367,7 +405,7 @@ mod swarm {
     use swarmguard_identity::membership::Role;
     use swarmguard_identity::service::Service;
 
-    use super::{Netns, percentile, run, source};
+    use super::{Monitor, Netns, attack, report, run, source};
 
     const SAMPLES: u32 = 100;
     /// One attack per this: under the swarm's per-origin rate (1/s after a burst of 30).
@@ -580,28 +618,7 @@ mod swarm {
             credential::write_credential(&path, jwt).unwrap();
         }
 
-        // Every element agent 3's kernel adds, with when it was seen.
-        let mut monitor = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &hosts[2].0,
-                "nft",
-                "monitor",
-                "new",
-                "elements",
-            ])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (seen_tx, seen) = mpsc::channel::<(String, Instant)>();
-        let lines = BufReader::new(monitor.stdout.take().unwrap());
-        std::thread::spawn(move || {
-            for line in lines.lines() {
-                let Ok(line) = line else { break };
-                let _ = seen_tx.send((line, Instant::now()));
-            }
-        });
+        let monitor = Monitor::start(&hosts[2]);
 
         let agents: Vec<Agent> = hosts
             .iter()
@@ -624,42 +641,18 @@ mod swarm {
 
         let mut samples = Vec::new();
         for i in 0..SAMPLES {
-            let from = source(i);
-            let wanted = from.to_string();
-            let sent = attacker.enter(|| {
-                let socket = UdpSocket::bind(SocketAddr::from((from, 0))).unwrap();
-                let at = Instant::now();
-                for agent in &AGENTS[..2] {
-                    socket
-                        .send_to(b"swarmguard-bench-attack", (*agent, 9999))
-                        .unwrap();
-                }
-                at
-            });
-            loop {
-                let (line, at) = seen
-                    .recv_timeout(Duration::from_secs(30))
-                    .expect("agent 3 blocks within 30 s");
-                if line.contains(&wanted) {
-                    samples.push(at - sent);
-                    break;
-                }
-            }
+            let sent = attack(&attacker, source(i), &AGENTS[..2]);
+            samples.push(monitor.element(source(i), sent));
             std::thread::sleep(PACE.saturating_sub(sent.elapsed()));
         }
         drop(agents);
-        let _ = monitor.kill();
-        let _ = monitor.wait();
+        drop(monitor);
         let _ = stop_identity.send(());
         identity.join().unwrap();
         drop((hosts, attacker, idp, switch));
-        samples.sort();
-        println!(
-            "attack packet -> nftables element on a host that was NOT attacked (quorum 2 of 3, default gossip), {} samples: median {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-            samples.len(),
-            percentile(&samples, 0.5).as_secs_f64() * 1e3,
-            percentile(&samples, 0.99).as_secs_f64() * 1e3,
-            samples.last().unwrap().as_secs_f64() * 1e3,
+        report(
+            "attack packet -> nftables element on a host that was NOT attacked (quorum 2 of 3, default gossip)",
+            samples,
         );
     }
 }

@@ -579,16 +579,52 @@ mod tests {
     }
 
     fn signal(key: &SigningKey, seq: u64, subject: &str, observed: SystemTime) -> Signal {
+        signed(
+            key,
+            seq,
+            subject,
+            observed,
+            ("1:9000007", "attempted-recon"),
+            Severity::Medium,
+        )
+    }
+
+    /// An operator's swarm-wide block or lift.
+    fn classed(
+        key: &SigningKey,
+        seq: u64,
+        subject: &str,
+        observed: SystemTime,
+        class: &str,
+    ) -> Signal {
+        signed(
+            key,
+            seq,
+            subject,
+            observed,
+            ("operator", class),
+            Severity::High,
+        )
+    }
+
+    fn signed(
+        key: &SigningKey,
+        seq: u64,
+        subject: &str,
+        observed: SystemTime,
+        (rule, class): (&str, &str),
+        severity: Severity,
+    ) -> Signal {
         Signal::sign(
             key,
             seq,
             SignalBody {
                 subject: subject.parse().unwrap(),
                 reason: Reason {
-                    rule: "1:9000007".to_owned(),
-                    class: "attempted-recon".to_owned(),
+                    rule: rule.to_owned(),
+                    class: class.to_owned(),
                 },
-                severity: Severity::Medium,
+                severity,
                 observed_at: observed,
                 expires_at: observed + Duration::from_secs(3600),
             },
@@ -791,30 +827,6 @@ mod tests {
         let decision = policy.decide(at(0), &local, 1, None).unwrap();
         assert_eq!(decision.until, at(4 * 3600));
         assert_eq!(decision.reason, "seen in the SOC");
-    }
-
-    fn classed(
-        key: &SigningKey,
-        seq: u64,
-        subject: &str,
-        observed: SystemTime,
-        class: &str,
-    ) -> Signal {
-        Signal::sign(
-            key,
-            seq,
-            SignalBody {
-                subject: subject.parse().unwrap(),
-                reason: Reason {
-                    rule: "operator".to_owned(),
-                    class: class.to_owned(),
-                },
-                severity: Severity::High,
-                observed_at: observed,
-                expires_at: observed + Duration::from_secs(3600),
-            },
-        )
-        .unwrap()
     }
 
     #[test]

@@ -253,6 +253,27 @@ fn fake_node() -> (FakeNode, SwarmLink) {
 }
 
 fn signal(key: &SigningKey, seq: u64, subject: &str) -> Signal {
+    signed(
+        key,
+        seq,
+        subject,
+        ("1:9000007", "attempted-recon"),
+        Severity::Medium,
+    )
+}
+
+/// An operator's swarm-wide block or lift.
+fn classed(key: &SigningKey, seq: u64, subject: &str, class: &str) -> Signal {
+    signed(key, seq, subject, ("operator", class), Severity::High)
+}
+
+fn signed(
+    key: &SigningKey,
+    seq: u64,
+    subject: &str,
+    (rule, class): (&str, &str),
+    severity: Severity,
+) -> Signal {
     let now = SystemTime::now();
     Signal::sign(
         key,
@@ -260,15 +281,25 @@ fn signal(key: &SigningKey, seq: u64, subject: &str) -> Signal {
         SignalBody {
             subject: subject.parse().unwrap(),
             reason: Reason {
-                rule: "1:9000007".to_owned(),
-                class: "attempted-recon".to_owned(),
+                rule: rule.to_owned(),
+                class: class.to_owned(),
             },
-            severity: Severity::Medium,
+            severity,
             observed_at: now,
             expires_at: now + Duration::from_secs(600),
         },
     )
     .unwrap()
+}
+
+impl FakeNode {
+    /// The node hands the stage a signal it received.
+    async fn hear(&self, signal: Signal) {
+        self.events
+            .send(Event::SignalReceived(signal))
+            .await
+            .unwrap();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -303,23 +334,14 @@ async fn the_swarm_quorum_blocks_through_the_running_stage_and_local_blocks_are_
     );
     // One member alone, however often it signals, does not block.
     for seq in 1..=5 {
-        node.events
-            .send(Event::SignalReceived(signal(&a, seq, "203.0.113.9")))
-            .await
-            .unwrap();
+        node.hear(signal(&a, seq, "203.0.113.9")).await;
     }
     // A quorum on a member's own address is refused.
     for key in [&a, &b] {
-        node.events
-            .send(Event::SignalReceived(signal(key, 10, "198.51.100.1")))
-            .await
-            .unwrap();
+        node.hear(signal(key, 10, "198.51.100.1")).await;
     }
     // b's signal on the first subject makes two distinct members: the quorum.
-    node.events
-        .send(Event::SignalReceived(signal(&b, 1, "203.0.113.9")))
-        .await
-        .unwrap();
+    node.hear(signal(&b, 1, "203.0.113.9")).await;
     let list = wait_for_decisions(&agent.socket, |list| !list.is_empty()).await;
     assert_eq!(subjects(&list), ["203.0.113.9"]);
     assert_eq!(
@@ -335,10 +357,7 @@ async fn the_swarm_quorum_blocks_through_the_running_stage_and_local_blocks_are_
         })
         .await
         .unwrap();
-    node.events
-        .send(Event::SignalReceived(signal(&a, 20, "192.0.2.99")))
-        .await
-        .unwrap();
+    node.hear(signal(&a, 20, "192.0.2.99")).await;
     node.events
         .send(Event::SignalsWithdrawn {
             origin: a.peer_id(),
@@ -346,10 +365,7 @@ async fn the_swarm_quorum_blocks_through_the_running_stage_and_local_blocks_are_
         })
         .await
         .unwrap();
-    node.events
-        .send(Event::SignalReceived(signal(&c, 1, "192.0.2.99")))
-        .await
-        .unwrap();
+    node.hear(signal(&c, 1, "192.0.2.99")).await;
     node.events
         .send(Event::MemberDown(MemberId {
             peer: c.peer_id(),
@@ -417,25 +433,6 @@ async fn the_swarm_quorum_blocks_through_the_running_stage_and_local_blocks_are_
     assert_eq!(peers[0]["did"], member.peer_id().to_did());
     assert_eq!(peers[0]["addr"], "198.51.100.1:7300");
     agent.stop().await;
-}
-
-fn classed(key: &SigningKey, seq: u64, subject: &str, class: &str) -> Signal {
-    let now = SystemTime::now();
-    Signal::sign(
-        key,
-        seq,
-        SignalBody {
-            subject: subject.parse().unwrap(),
-            reason: Reason {
-                rule: "operator".to_owned(),
-                class: class.to_owned(),
-            },
-            severity: Severity::High,
-            observed_at: now,
-            expires_at: now + Duration::from_secs(3600),
-        },
-    )
-    .unwrap()
 }
 
 async fn next_published(node: &mut FakeNode) -> SignalBody {
@@ -560,15 +557,8 @@ async fn an_operator_credential_makes_swarm_wide_decisions_and_lifts_and_others_
     );
 
     // Another operator's signed decision is enforced here, and its lift lifts it.
-    node.events
-        .send(Event::SignalReceived(classed(
-            &other,
-            1,
-            "198.51.100.99",
-            "operator-block",
-        )))
-        .await
-        .unwrap();
+    node.hear(classed(&other, 1, "198.51.100.99", "operator-block"))
+        .await;
     let list = wait_for_decisions(&agent.socket, |list| list.len() == 2).await;
     let theirs = list
         .iter()
@@ -578,15 +568,8 @@ async fn an_operator_credential_makes_swarm_wide_decisions_and_lifts_and_others_
         theirs["origin"],
         serde_json::json!({"operator": {"did": other.peer_id().to_did()}})
     );
-    node.events
-        .send(Event::SignalReceived(classed(
-            &other,
-            2,
-            "198.51.100.99",
-            "operator-lift",
-        )))
-        .await
-        .unwrap();
+    node.hear(classed(&other, 2, "198.51.100.99", "operator-lift"))
+        .await;
     let list = wait_for_decisions(&agent.socket, |list| list.len() == 1).await;
     assert_eq!(subjects(&list), ["203.0.113.52"]);
     let metrics = swarmctl_json(&agent.socket, &["metrics"]).await;
