@@ -7,7 +7,7 @@
 //! add|delete`) are answered only after the decision is flushed to disk and applied to the
 //! kernel.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -316,7 +316,7 @@ impl Stage {
             let view = link.view.borrow().clone();
             self.refresh_view(&view);
         }
-        self.restore_votes(now);
+        self.restore_votes(now, None);
         match self.store.active_decisions(now) {
             Ok(active) => {
                 let count = active.len();
@@ -815,12 +815,18 @@ impl Stage {
         self.policy
             .allowlist_mut()
             .set_members(view.members.iter().map(|m| m.addr.ip()));
-        self.policy.set_operators(
+        let added = self.policy.set_operators(
             view.members
                 .iter()
                 .filter(|m| m.role == "operator")
                 .map(|m| m.peer),
         );
+        if !added.is_empty() {
+            // Their stored signals were counted before they were known as operators (at
+            // start the view is empty): their lifts must void older signals again.
+            let added: HashSet<String> = added.iter().map(PeerId::to_did).collect();
+            self.restore_votes(SystemTime::now(), Some(&added));
+        }
     }
 
     fn refresh_own_addresses(&mut self) {
@@ -841,14 +847,18 @@ impl Stage {
         }
     }
 
-    /// Counts the stored, still live signals again, so that a quorum in progress survives
-    /// a restart. Each is re-verified: the store is not trusted more than the network.
-    fn restore_votes(&mut self, now: SystemTime) {
+    /// Counts the stored, still live signals again (of the origins in `only`, when given),
+    /// so that a quorum in progress and operators' lifts survive a restart. Each is
+    /// re-verified: the store is not trusted more than the network.
+    fn restore_votes(&mut self, now: SystemTime, only: Option<&HashSet<String>>) {
         let Ok(signals) = self.store.signals() else {
             return;
         };
         let mut restored = 0;
-        for stored in signals.iter().filter(|s| s.expires_at > now) {
+        let wanted = |s: &&StoredSignal| {
+            s.expires_at > now && only.is_none_or(|origins| origins.contains(&s.origin))
+        };
+        for stored in signals.iter().filter(wanted) {
             let Ok(signal) = Signal::decode(&stored.body) else {
                 continue;
             };
@@ -858,6 +868,7 @@ impl Stage {
                 restored += 1;
             }
         }
+        self.metrics.lifts.set(self.policy.lifts() as i64);
         if restored > 0 {
             tracing::info!(signals = restored, "swarm votes restored from the store");
         }

@@ -291,9 +291,12 @@ impl Policy {
         &mut self.allowlist
     }
 
-    /// Sets which members hold an operator credential.
-    pub fn set_operators(&mut self, operators: impl IntoIterator<Item = PeerId>) {
-        self.operators = operators.into_iter().collect();
+    /// Sets which members hold an operator credential; returns those not known before.
+    pub fn set_operators(&mut self, operators: impl IntoIterator<Item = PeerId>) -> Vec<PeerId> {
+        let operators: HashSet<PeerId> = operators.into_iter().collect();
+        let added = operators.difference(&self.operators).copied().collect();
+        self.operators = operators;
+        added
     }
 
     /// A local detection.

@@ -585,6 +585,83 @@ async fn an_operator_credential_makes_swarm_wide_decisions_and_lifts_and_others_
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_operators_stored_lift_counts_again_once_the_restarted_agent_knows_the_operator() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    config.decide.quorum.quorum = 2;
+    let op = SigningKey::from_seed(&[50; 32]).unwrap();
+    let (a, b) = (
+        SigningKey::from_seed(&[51; 32]).unwrap(),
+        SigningKey::from_seed(&[52; 32]).unwrap(),
+    );
+    // Before the restart: a's vote on the subject, then the operator lifted it.
+    let vote = signal(&a, 1, "203.0.113.60");
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let lift = classed(&op, 1, "203.0.113.60", "operator-lift");
+    {
+        let metrics = swarmguard_agent::api::Metrics::new();
+        let store = swarmguard_agent::store::Store::open(
+            &config.state_dir,
+            swarmguard_agent::store::StoreConfig::default(),
+            &metrics,
+        )
+        .unwrap();
+        for signal in [&vote, &lift] {
+            store
+                .put_signal(&swarmguard_agent::store::StoredSignal {
+                    origin: signal.origin().to_did(),
+                    seq: signal.seq(),
+                    expires_at: signal.expires_at(),
+                    body: signal.as_bytes().to_vec(),
+                })
+                .unwrap();
+        }
+        store.flush().unwrap();
+    }
+    let (node, link) = fake_node();
+    let agent = Agent::start(config, Some(link)).await;
+    let lifts = || async {
+        let metrics = swarmctl_json(&agent.socket, &["metrics"]).await;
+        metrics
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == "swarmguard_operator_lifts")
+            .unwrap()["total"]
+            .as_f64()
+            .unwrap()
+    };
+    // The restarted agent does not know yet who the operator is.
+    assert_eq!(lifts().await, 0.0);
+    node.view.send_replace(SwarmView {
+        members: vec![MemberView {
+            peer: op.peer_id(),
+            addr: "198.51.100.50:7300".parse().unwrap(),
+            state: MemberState::Alive,
+            role: "operator".to_owned(),
+            last_seen: None,
+        }],
+        ..SwarmView::default()
+    });
+    for _ in 0..300 {
+        if lifts().await == 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(lifts().await, 1.0);
+    // a's vote from before the lift was voided again: b's alone is no quorum.
+    node.hear(signal(&b, 1, "203.0.113.60")).await;
+    // The stage takes events in order: once the operator's next block is in force, b's
+    // vote has been counted.
+    node.hear(classed(&op, 2, "203.0.113.61", "operator-block"))
+        .await;
+    let list = wait_for_decisions(&agent.socket, |list| !list.is_empty()).await;
+    assert_eq!(subjects(&list), ["203.0.113.61"]);
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn alerts_follow_streams_new_alerts() {
     let dir = tempfile::tempdir().unwrap();
     let eve = dir.path().join("eve.json");
