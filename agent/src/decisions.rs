@@ -466,12 +466,9 @@ impl Stage {
                     }
                     Outcome::Lift { subject, operator } => {
                         self.metrics.lifts.set(self.policy.lifts() as i64);
-                        match self.store.remove_decision(&subject, Durability::Lazy) {
+                        match self.remove(&subject, Durability::Lazy, changes) {
                             Ok(Some(removed)) => {
                                 tracing::warn!(subject = %subject, %operator, origin = %removed.origin, "decision lifted swarm-wide by an operator");
-                                if Change::for_decision(&removed).is_some() {
-                                    changes.push(Change::Unblock { subject });
-                                }
                             }
                             Ok(None) => {
                                 tracing::info!(subject = %subject, %operator, "an operator lifted a subject this agent had not decided on")
@@ -587,14 +584,9 @@ impl Stage {
         } else {
             None
         };
-        let removed = self.store.remove_decision(&subject, Durability::Flushed)?;
-        if let Some(removed) = &removed {
-            let changes: Vec<Change> = Change::for_decision(removed)
-                .map(|_| Change::Unblock {
-                    subject: subject.clone(),
-                })
-                .into_iter()
-                .collect();
+        let mut changes = Vec::new();
+        let removed = self.remove(&subject, Durability::Flushed, &mut changes)?;
+        if removed.is_some() {
             tracing::warn!(subject = %subject, swarm, "decision deleted by an operator");
             self.apply(changes).await.map_err(CommandError::Enforce)?;
         }
@@ -613,6 +605,18 @@ impl Stage {
                 expires_at: now + MAX_SIGNAL_TTL,
             })?;
         }
+        Ok(removed)
+    }
+
+    /// Removes the decision on `subject` from the store and queues its kernel change.
+    fn remove(
+        &self,
+        subject: &Subject,
+        durability: Durability,
+        changes: &mut Vec<Change>,
+    ) -> Result<Option<Decision>, StoreError> {
+        let removed = self.store.remove_decision(subject, durability)?;
+        changes.extend(removed.as_ref().and_then(Change::undo));
         Ok(removed)
     }
 

@@ -54,6 +54,14 @@ impl Change {
         })
     }
 
+    /// The change that undoes `decision`, if a backend acted on it (see
+    /// [`Change::for_decision`]).
+    pub fn undo(decision: &Decision) -> Option<Change> {
+        Change::for_decision(decision).map(|_| Change::Unblock {
+            subject: decision.subject.clone(),
+        })
+    }
+
     pub fn subject(&self) -> &Subject {
         match self {
             Change::Block { subject, .. } | Change::Unblock { subject } => subject,
