@@ -107,6 +107,17 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[index]
 }
 
+/// The one `drop` rule every part of this benchmark attacks, written into `dir`.
+fn bench_rules(dir: &std::path::Path) -> std::path::PathBuf {
+    let rules = dir.join("bench.rules");
+    std::fs::write(
+        &rules,
+        "drop udp any any -> any 9999 (msg:\"bench attack\"; content:\"swarmguard-bench-attack\"; sid:9200001; rev:1;)\n",
+    )
+    .unwrap();
+    rules
+}
+
 /// `nft monitor new elements` in a host: every element its kernel adds, with when it was
 /// seen. Killed on drop.
 struct Monitor {
@@ -229,12 +240,7 @@ fn attacked_host() {
 
 fn latency(a: &Netns, b: &Netns) {
     let dir = tempfile::tempdir().unwrap();
-    let rules = dir.path().join("bench.rules");
-    std::fs::write(
-        &rules,
-        "drop udp any any -> any 9999 (msg:\"bench attack\"; content:\"swarmguard-bench-attack\"; sid:9200001; rev:1;)\n",
-    )
-    .unwrap();
+    let rules = bench_rules(dir.path());
     let config = Config {
         state_dir: dir.path().join("state"),
         rule_paths: vec![rules],
@@ -405,7 +411,7 @@ mod swarm {
     use swarmguard_identity::membership::Role;
     use swarmguard_identity::service::Service;
 
-    use super::{Monitor, Netns, attack, report, run, source};
+    use super::{Monitor, Netns, attack, bench_rules, report, run, source};
 
     const SAMPLES: u32 = 100;
     /// One attack per this: under the swarm's per-origin rate (1/s after a burst of 30).
@@ -595,12 +601,7 @@ mod swarm {
         }
 
         let dir = tempfile::tempdir().unwrap();
-        let rules = dir.path().join("bench.rules");
-        std::fs::write(
-            &rules,
-            "drop udp any any -> any 9999 (msg:\"bench attack\"; content:\"swarmguard-bench-attack\"; sid:9200001; rev:1;)\n",
-        )
-        .unwrap();
+        let rules = bench_rules(dir.path());
         let dirs: Vec<PathBuf> = (1..=AGENTS.len())
             .map(|i| dir.path().join(format!("agent{i}")))
             .collect();

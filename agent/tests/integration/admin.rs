@@ -253,18 +253,21 @@ fn fake_node() -> (FakeNode, SwarmLink) {
 }
 
 fn signal(key: &SigningKey, seq: u64, subject: &str) -> Signal {
+    let now = SystemTime::now();
     signed(
         key,
         seq,
         subject,
         ("1:9000007", "attempted-recon"),
         Severity::Medium,
+        now,
     )
 }
 
 /// An operator's swarm-wide block or lift.
 fn classed(key: &SigningKey, seq: u64, subject: &str, class: &str) -> Signal {
-    signed(key, seq, subject, ("operator", class), Severity::High)
+    let now = SystemTime::now();
+    signed(key, seq, subject, ("operator", class), Severity::High, now)
 }
 
 fn signed(
@@ -273,8 +276,8 @@ fn signed(
     subject: &str,
     (rule, class): (&str, &str),
     severity: Severity,
+    now: SystemTime,
 ) -> Signal {
-    let now = SystemTime::now();
     Signal::sign(
         key,
         seq,
@@ -595,8 +598,14 @@ async fn an_operators_stored_lift_counts_again_once_the_restarted_agent_knows_th
         SigningKey::from_seed(&[52; 32]).unwrap(),
     );
     // Before the restart: a's vote on the subject, then the operator lifted it.
-    let vote = signal(&a, 1, "203.0.113.60");
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    let vote = signed(
+        &a,
+        1,
+        "203.0.113.60",
+        ("1:9000007", "attempted-recon"),
+        Severity::Medium,
+        SystemTime::now() - Duration::from_secs(1),
+    );
     let lift = classed(&op, 1, "203.0.113.60", "operator-lift");
     {
         let metrics = swarmguard_agent::api::Metrics::new();
