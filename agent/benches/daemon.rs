@@ -38,64 +38,17 @@ use swarmguard_agent::detect::ChecksumMode;
 use swarmguard_agent::enforce::{BackendKind, EnforceConfig, NftCommand, NftConfig};
 use swarmguard_agent::sensor::capture::CaptureConfig;
 use swarmguard_agent::store::{Durability, Store, StoreConfig};
+use swarmguard_tests::netns::{Netns, sh};
 
 const SAMPLES: u32 = 200;
 const DECISIONS: u32 = 10_000;
 
-/// A namespace for the run, deleted on drop.
-struct Netns(String);
-
-impl Netns {
-    fn create(name: String) -> Netns {
-        run(&["ip", "netns", "add", &name]);
-        let netns = Netns(name);
-        netns.exec(&["ip", "link", "set", "lo", "up"]);
-        netns
+/// The nftables backend acting on host `netns`.
+fn nft(netns: &Netns) -> NftConfig {
+    NftConfig {
+        command: NftCommand::new(netns.nft_command()).expect("non-empty"),
+        forward: false,
     }
-
-    fn exec(&self, argv: &[&str]) {
-        let mut args = vec!["ip", "netns", "exec", &self.0];
-        args.extend_from_slice(argv);
-        run(&args);
-    }
-
-    fn enter<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        use nix::sched::{CloneFlags, setns};
-        let path = format!("/run/netns/{}", self.0);
-        std::thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    let file = std::fs::File::open(&path).expect("namespace file");
-                    setns(&file, CloneFlags::CLONE_NEWNET).expect("setns");
-                    f()
-                })
-                .join()
-                .expect("namespace thread")
-        })
-    }
-
-    fn nft(&self) -> NftConfig {
-        NftConfig {
-            command: NftCommand::new(
-                ["ip", "netns", "exec", &self.0, "nft"]
-                    .map(str::to_owned)
-                    .to_vec(),
-            )
-            .expect("non-empty"),
-            forward: false,
-        }
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
-fn run(argv: &[&str]) {
-    let status = Command::new(argv[0]).args(&argv[1..]).status().unwrap();
-    assert!(status.success(), "{} failed (root needed)", argv.join(" "));
 }
 
 fn source(i: u32) -> Ipv4Addr {
@@ -129,7 +82,13 @@ impl Monitor {
     fn start(netns: &Netns) -> Monitor {
         let mut child = Command::new("ip")
             .args([
-                "netns", "exec", &netns.0, "nft", "monitor", "new", "elements",
+                "netns",
+                "exec",
+                &netns.name,
+                "nft",
+                "monitor",
+                "new",
+                "elements",
             ])
             .stdout(Stdio::piped())
             .spawn()
@@ -170,7 +129,7 @@ impl Drop for Monitor {
 /// Sends the attack datagram from `from` (an address of host `netns`) to port 9999 of each
 /// target; returns when the first left.
 fn attack(netns: &Netns, from: Ipv4Addr, targets: &[&str]) -> Instant {
-    netns.enter(|| {
+    netns.run(|| {
         let socket = UdpSocket::bind(SocketAddr::from((from, 0))).unwrap();
         let at = Instant::now();
         for target in targets {
@@ -215,9 +174,9 @@ fn attacked_host() {
     let id = std::process::id();
     let a = Netns::create(format!("sgbd-a-{id}"));
     let b = Netns::create(format!("sgbd-b-{id}"));
-    run(&[
-        "ip", "link", "add", "sg0", "netns", &a.0, "type", "veth", "peer", "name", "sg0", "netns",
-        &b.0,
+    sh(&[
+        "ip", "link", "add", "sg0", "netns", &a.name, "type", "veth", "peer", "name", "sg0",
+        "netns", &b.name,
     ]);
     a.exec(&["ip", "addr", "add", "10.79.0.1/16", "dev", "sg0"]);
     b.exec(&["ip", "addr", "add", "10.79.0.2/16", "dev", "sg0"]);
@@ -253,7 +212,7 @@ fn latency(a: &Netns, b: &Netns) {
         },
         enforce: EnforceConfig {
             backend: BackendKind::Nftables,
-            nft: a.nft(),
+            nft: nft(a),
         },
         ..Config::default()
     };
@@ -264,7 +223,7 @@ fn latency(a: &Netns, b: &Netns) {
     let (up_tx, up_rx) = mpsc::channel::<()>();
     let agent = std::thread::scope(|scope| {
         let agent = scope.spawn(|| {
-            a.enter(|| {
+            a.run(|| {
                 let runtime = tokio::runtime::Runtime::new().unwrap();
                 runtime.block_on(async {
                     let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -348,7 +307,7 @@ fn idle_rss(a: &Netns) {
         }
         let socket = dir.path().join("agent.sock");
         let mut child = Command::new("ip")
-            .args(["netns", "exec", &a.0])
+            .args(["netns", "exec", &a.name])
             .arg(env!("CARGO_BIN_EXE_swarmd"))
             .args(["run", "--enforce", "nftables", "--state-dir"])
             .arg(dir.path())
@@ -394,7 +353,7 @@ fn idle_rss(a: &Netns) {
             rss as f64 / 1024.0,
             ready.as_secs_f64()
         );
-        run(&["kill", "-TERM", &child.id().to_string()]);
+        sh(&["kill", "-TERM", &child.id().to_string()]);
         let _ = child.wait();
     }
 }
@@ -411,7 +370,9 @@ mod swarm {
     use swarmguard_identity::membership::Role;
     use swarmguard_identity::service::Service;
 
-    use super::{Monitor, Netns, attack, bench_rules, report, run, source};
+    use swarmguard_tests::netns::{Bridge, Netns};
+
+    use super::{Monitor, attack, bench_rules, report, source};
 
     const SAMPLES: u32 = 100;
     /// One attack per this: under the swarm's per-origin rate (1/s after a burst of 30).
@@ -419,21 +380,6 @@ mod swarm {
     const IDENTITY: &str = "10.79.0.5:8480";
     const AGENTS: [&str; 3] = ["10.79.0.1", "10.79.0.2", "10.79.0.3"];
     const ATTACKER: &str = "10.79.0.9";
-
-    /// A host on the lab's bridge.
-    fn host(switch: &Netns, name: String, index: usize, addr: &str) -> Netns {
-        let netns = Netns::create(name);
-        let port = format!("p{index}");
-        run(&[
-            "ip", "link", "add", "eth0", "netns", &netns.0, "type", "veth", "peer", "name", &port,
-            "netns", &switch.0,
-        ]);
-        switch.exec(&["ip", "link", "set", &port, "master", "sgbr"]);
-        switch.exec(&["ip", "link", "set", &port, "up"]);
-        netns.exec(&["ip", "addr", "add", &format!("{addr}/16"), "dev", "eth0"]);
-        netns.exec(&["ip", "link", "set", "eth0", "up"]);
-        netns
-    }
 
     /// identityd's library in its own lab host: issues each agent's credential, then
     /// serves status lists until `stop`.
@@ -444,11 +390,9 @@ mod swarm {
         stop: tokio::sync::oneshot::Receiver<()>,
     ) -> (String, Vec<String>, std::thread::JoinHandle<()>) {
         let (issued_tx, issued) = mpsc::channel();
-        let path = format!("/run/netns/{}", netns.0);
+        let name = netns.name.clone();
         let thread = std::thread::spawn(move || {
-            use nix::sched::{CloneFlags, setns};
-            let file = std::fs::File::open(&path).expect("namespace file");
-            setns(&file, CloneFlags::CLONE_NEWNET).expect("setns");
+            swarmguard_tests::netns::enter(&name);
             let runtime = tokio::runtime::Runtime::new().unwrap();
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::bind(IDENTITY).await.unwrap();
@@ -501,7 +445,7 @@ mod swarm {
             )
             .unwrap();
             let child = Command::new("ip")
-                .args(["netns", "exec", &netns.0])
+                .args(["netns", "exec", &netns.name])
                 .arg(env!("CARGO_BIN_EXE_swarmd"))
                 .arg("run")
                 .arg("--config")
@@ -521,7 +465,7 @@ mod swarm {
                 .spawn()
                 .unwrap();
             Agent {
-                netns: netns.0.clone(),
+                netns: netns.name.clone(),
                 dir: dir.to_owned(),
                 child,
             }
@@ -579,16 +523,14 @@ mod swarm {
 
     pub(crate) fn not_attacked_host() {
         let id = std::process::id();
-        let switch = Netns::create(format!("sgbs-sw-{id}"));
-        switch.exec(&["ip", "link", "add", "sgbr", "type", "bridge"]);
-        switch.exec(&["ip", "link", "set", "sgbr", "up"]);
-        let idp = host(&switch, format!("sgbs-idp-{id}"), 0, "10.79.0.5");
+        let mut switch = Bridge::new(format!("sgbs-sw-{id}"));
+        let idp = switch.host(format!("sgbs-idp-{id}"), "10.79.0.5/16");
         let hosts: Vec<Netns> = AGENTS
             .iter()
             .enumerate()
-            .map(|(i, addr)| host(&switch, format!("sgbs-ag{}-{id}", i + 1), i + 1, addr))
+            .map(|(i, addr)| switch.host(format!("sgbs-ag{}-{id}", i + 1), &format!("{addr}/16")))
             .collect();
-        let attacker = host(&switch, format!("sgbs-atk-{id}"), 9, ATTACKER);
+        let attacker = switch.host(format!("sgbs-atk-{id}"), &format!("{ATTACKER}/16"));
         for i in 0..SAMPLES {
             attacker.exec(&[
                 "ip",

@@ -5,6 +5,8 @@
 //! (as part of the workspace's test build), with the profile the tests were built with, and
 //! finds them in the shared target folder.
 
+pub mod netns;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;

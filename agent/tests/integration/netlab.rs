@@ -6,65 +6,12 @@
 //! 10.77.0.2, 10.77.0.3 and 10.77.0.20, and fd77::2 and fd77::3, so that one test can
 //! block one of b's addresses and use another as the control.
 
-use std::fs::File;
 use std::net::{SocketAddr, UdpSocket};
-use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use nix::sched::{CloneFlags, setns};
-
-/// A network namespace under /run/netns, deleted on drop.
-#[derive(Debug)]
-pub(crate) struct Netns {
-    pub(crate) name: String,
-}
-
-impl Netns {
-    fn create(name: String) -> Netns {
-        ip(&["netns", "add", &name]);
-        let netns = Netns { name };
-        netns.exec(&["ip", "link", "set", "lo", "up"]);
-        netns
-    }
-
-    /// Runs a command inside the namespace; panics (failing the test) if it fails.
-    pub(crate) fn exec(&self, argv: &[&str]) -> String {
-        let mut args = vec!["netns", "exec", &self.name];
-        args.extend_from_slice(argv);
-        ip(&args)
-    }
-
-    /// Runs `f` on a thread that has entered this namespace; sockets it creates stay in it.
-    pub(crate) fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        let path = format!("/run/netns/{}", self.name);
-        std::thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    let file = File::open(&path).expect("namespace file");
-                    setns(&file, CloneFlags::CLONE_NEWNET).expect("setns");
-                    f()
-                })
-                .join()
-                .expect("namespace thread panicked")
-        })
-    }
-
-    /// `ip netns exec NAME nft`: the command prefix for a backend acting on this namespace.
-    pub(crate) fn nft_command(&self) -> Vec<String> {
-        ["ip", "netns", "exec", &self.name, "nft"]
-            .map(str::to_owned)
-            .to_vec()
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
+pub(crate) use swarmguard_tests::netns::Netns;
+use swarmguard_tests::netns::sh;
 
 /// Hosts `a` and `b` on one veth pair.
 #[derive(Debug)]
@@ -106,7 +53,8 @@ impl Lab {
 
     /// A veth pair named `name` at both ends, one end in a and the other in b.
     pub(crate) fn link(&self, name: &str) {
-        ip(&[
+        sh(&[
+            "ip",
             "link",
             "add",
             name,
@@ -158,21 +106,6 @@ fn bracket(addr: &str) -> String {
     } else {
         addr.to_owned()
     }
-}
-
-/// Runs `ip ARGS`; panics with its stderr on failure.
-fn ip(args: &[&str]) -> String {
-    let output = Command::new("ip")
-        .args(args)
-        .output()
-        .expect("ip is installed");
-    assert!(
-        output.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// Receives datagrams on `socket` until one starts with `marker`; returns the payloads of

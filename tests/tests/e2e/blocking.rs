@@ -27,8 +27,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use nix::sched::{CloneFlags, setns};
 use serde_json::Value;
+use swarmguard_tests::netns::{Bridge, Netns, sh};
 use swarmguard_tests::{bin, workspace_root};
 
 const ATTACKER: &str = "10.88.0.66";
@@ -40,64 +40,10 @@ const SEED: &str = "10.88.0.1:7300";
 /// The port the test listens on in each agent host, to see what gets through.
 const PROBE_PORT: u16 = 7777;
 
-/// A network namespace under /run/netns, deleted on drop.
-struct Netns {
-    name: String,
-}
-
-impl Netns {
-    fn create(name: String) -> Netns {
-        sh(&["ip", "netns", "add", &name]);
-        let netns = Netns { name };
-        netns.exec(&["ip", "link", "set", "lo", "up"]);
-        netns
-    }
-
-    fn exec(&self, argv: &[&str]) -> String {
-        let mut args = vec!["ip", "netns", "exec", &self.name];
-        args.extend_from_slice(argv);
-        sh(&args)
-    }
-
-    /// Runs `f` on a thread inside the namespace; sockets it makes stay there.
-    fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        let path = format!("/run/netns/{}", self.name);
-        std::thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    let file = File::open(&path).expect("namespace file");
-                    setns(&file, CloneFlags::CLONE_NEWNET).expect("setns");
-                    f()
-                })
-                .join()
-                .expect("namespace thread panicked")
-        })
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
-fn sh(argv: &[&str]) -> String {
-    let out = Command::new(argv[0]).args(&argv[1..]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}: {}",
-        argv.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// The switch and its hosts; hosts are dropped (deleted) before the switch.
 struct Lab {
     hosts: Vec<(String, Netns)>,
-    _switch: Netns,
+    _switch: Bridge,
 }
 
 impl Lab {
@@ -108,36 +54,16 @@ impl Lab {
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         );
-        let switch = Netns::create(format!("sge2e-sw-{id}"));
-        switch.exec(&["ip", "link", "add", "sgbr", "type", "bridge"]);
-        switch.exec(&["ip", "link", "set", "sgbr", "up"]);
-        let mut made = Vec::new();
-        for (index, (name, addr)) in hosts.iter().enumerate() {
-            let host = Netns::create(format!("sge2e-{name}-{id}"));
-            let port = format!("p{index}");
-            sh(&[
-                "ip",
-                "link",
-                "add",
-                "eth0",
-                "netns",
-                &host.name,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &port,
-                "netns",
-                &switch.name,
-            ]);
-            switch.exec(&["ip", "link", "set", &port, "master", "sgbr"]);
-            switch.exec(&["ip", "link", "set", &port, "up"]);
-            host.exec(&["ip", "addr", "add", &format!("{addr}/24"), "dev", "eth0"]);
-            host.exec(&["ip", "link", "set", "eth0", "up"]);
-            made.push(((*name).to_owned(), host));
-        }
+        let mut switch = Bridge::new(format!("sge2e-sw-{id}"));
+        let hosts = hosts
+            .iter()
+            .map(|(name, addr)| {
+                let host = switch.host(format!("sge2e-{name}-{id}"), &format!("{addr}/24"));
+                ((*name).to_owned(), host)
+            })
+            .collect();
         Lab {
-            hosts: made,
+            hosts,
             _switch: switch,
         }
     }
