@@ -446,8 +446,8 @@ impl Stage {
         let now = SystemTime::now();
         match event {
             Event::SignalReceived(signal) => {
+                // The node has stored it (for the votes to survive a restart).
                 self.metrics.received.inc();
-                self.keep_signal(&signal);
                 match self.policy.on_signal(now, &signal) {
                     Outcome::Propose(proposal) => {
                         match self.enact(now, &proposal, Durability::Lazy, changes) {
@@ -838,19 +838,6 @@ impl Stage {
         self.policy.allowlist_mut().set_own(own);
     }
 
-    /// Keeps a swarm signal so that its vote survives a restart.
-    fn keep_signal(&self, signal: &Signal) {
-        let stored = StoredSignal {
-            origin: signal.origin().to_did(),
-            seq: signal.seq(),
-            expires_at: signal.expires_at(),
-            body: signal.as_bytes().to_vec(),
-        };
-        if let Err(err) = self.store.put_signal(&stored) {
-            tracing::debug!(error = %err, "signal not stored");
-        }
-    }
-
     /// Counts the stored, still live signals again (of the origins in `only`, when given),
     /// so that a quorum in progress and operators' lifts survive a restart. Each is
     /// re-verified: the store is not trusted more than the network.
@@ -859,8 +846,12 @@ impl Stage {
             return;
         };
         let mut restored = 0;
+        // The node stores what it publishes too; live, our own signals are no votes here.
+        let me = self.me.map(|me| me.to_did());
         let wanted = |s: &&StoredSignal| {
-            s.expires_at > now && only.is_none_or(|origins| origins.contains(&s.origin))
+            s.expires_at > now
+                && me.as_ref() != Some(&s.origin)
+                && only.is_none_or(|origins| origins.contains(&s.origin))
         };
         for stored in signals.iter().filter(wanted) {
             let Ok(signal) = Signal::decode(&stored.body) else {
